@@ -1,0 +1,303 @@
+"""The ``edge-bert`` command line. Imports the converter (torch) only inside ``convert`` and ``run``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from edge_bert.errors import EdgeBertError
+from edge_bert.profiles import list_profiles, load_profile
+from edge_bert.report import bench_table, console, machine_line, validation_table, write_json
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Convert compact BERT-family models into verified edge bundles; validate and bench them.",
+)
+
+JsonOpt = Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to PATH ('-' = stdout).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="Runtime threads (default: the bundle's profile).")]
+
+
+def _fail(exc: EdgeBertError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}", highlight=False)
+    return typer.Exit(2)
+
+
+def _csv_ints(value: Optional[str]) -> Optional[tuple[int, ...]]:
+    return tuple(int(v) for v in value.split(",")) if value else None
+
+
+@app.command()
+def targets() -> None:
+    """List the built-in target profiles."""
+    table = Table(title="target profiles (targets/*.toml)")
+    for column in ("name", "description", "formats", "recipes (first = default)", "shapes", "threads"):
+        table.add_column(column)
+    for profile in list_profiles():
+        recipes = "; ".join(f"{f}: {', '.join(r.name for r in spec.recipes)}" for f, spec in profile.formats.items())
+        shapes = profile.shapes.policy + (f" {list(profile.shapes.seq_lengths)}" if profile.shapes.seq_lengths else "")
+        table.add_row(
+            profile.name, profile.description, ", ".join(profile.formats), recipes, shapes, str(profile.bench.threads)
+        )
+    console.print(table)
+
+
+@app.command()
+def convert(
+    model: Annotated[
+        Optional[str], typer.Argument(help="Hub id or save_pretrained dir (default: embedded MiniLM).")
+    ] = None,
+    target: Annotated[str, typer.Option(help="Built-in target name or path of a .toml profile.")] = "x86",
+    out: Annotated[Path, typer.Option(help="Directory to write bundles into.")] = Path("bundles"),
+    task: Annotated[
+        Optional[str], typer.Option(help="text-classification | feature-extraction (default: from config).")
+    ] = None,
+    fmt: Annotated[Optional[list[str]], typer.Option("--format", help="Only these formats (repeatable).")] = None,
+    recipe: Annotated[Optional[list[str]], typer.Option(help="Only these recipes (repeatable).")] = None,
+    texts: Annotated[Optional[Path], typer.Option(help="Golden texts (.txt/.tsv/.jsonl); default: built-in.")] = None,
+    calibration_data: Annotated[Optional[Path], typer.Option(help="Texts for static int8 calibration.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Token limit (default: the profile's).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Bundle name prefix (default: from MODEL).")] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).")] = None,
+    normalize: Annotated[
+        Optional[bool], typer.Option(help="L2-normalise embeddings (default: from the model).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing bundles.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow the checkpoint's own Python code to run.")] = False,
+) -> None:
+    """Export and quantize MODEL for a target; writes one verified bundle per recipe."""
+    outcomes = _convert(
+        model,
+        target,
+        out,
+        task=task,
+        formats=fmt,
+        recipes=recipe,
+        texts=texts,
+        calibration_data=calibration_data,
+        max_length=max_length,
+        name=name,
+        revision=revision,
+        normalize=normalize,
+        overwrite=overwrite,
+        trust_remote_code=trust_remote_code,
+    )
+    if not all(o.passed for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _convert(model: Optional[str], target: str, out: Path, **options) -> list:
+    from edge_bert.textdata import read_texts
+
+    try:
+        from edge_bert.converters.convert import convert as run_convert
+    except ImportError as exc:
+        console.print(
+            f"[red]error:[/red] convert needs the converter extra ({exc.name} is missing): "
+            "pip install 'edge-bert[convert]'"
+        )
+        raise typer.Exit(2) from exc
+    try:
+        for key in ("texts", "calibration_data"):
+            if options[key] is not None:
+                options[key] = read_texts(options[key])
+        options["calibration_texts"] = options.pop("calibration_data")
+        outcomes = run_convert(
+            model, target, out, log=lambda m: console.print(f"[dim]{m}[/dim]", highlight=False), **options
+        )
+    except EdgeBertError as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"convert → {out}")
+    for column in ("format", "recipe", "model MB", "mean cosine", "worst cosine", "top-1", "verdict", "bundle"):
+        table.add_column(column)
+    for o in outcomes:
+        p = o.parity or {}
+        table.add_row(
+            o.format,
+            o.recipe,
+            f"{(o.model_bytes or 0) / 1e6:.1f}",
+            _f(p.get("mean_cosine")),
+            _f(p.get("worst_cosine")),
+            _f(p.get("top1_agreement")),
+            "[green]written[/green]" if o.passed else f"[red]{o.error}[/red]",
+            str(o.bundle or "-"),
+        )
+    console.print(table)
+    return outcomes
+
+
+def _f(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.5f}"
+
+
+@app.command()
+def validate(
+    bundle: Path,
+    json_out: JsonOpt = None,
+    threads: ThreadsOpt = None,
+    profile: Annotated[
+        Optional[str], typer.Option(help="Gate with this profile's recipe gates instead of the bundle's.")
+    ] = None,
+) -> None:
+    """On the device: checksums, tokenizer and parity against the golden outputs. Exit 0 pass, 1 fail, 2 unusable."""
+    from edge_bert.validate import validate as run_validate
+
+    try:
+        gates = None
+        if profile:
+            manifest = json.loads((bundle / "manifest.json").read_text())
+            gates = load_profile(profile).formats[manifest["format"]].recipe(manifest["recipe"]["name"]).gates
+        result = run_validate(bundle, gates=gates, threads=threads)
+    except (EdgeBertError, OSError, KeyError) as exc:
+        raise _fail(exc if isinstance(exc, EdgeBertError) else EdgeBertError(f"{bundle}: {exc}")) from exc
+    if json_out != "-":
+        console.print(validation_table(result))
+    write_json(result, json_out)
+    raise typer.Exit(0 if result["passed"] else 1)
+
+
+@app.command()
+def bench(
+    bundle: Path,
+    json_out: JsonOpt = None,
+    threads: ThreadsOpt = None,
+    seq_lengths: Annotated[Optional[str], typer.Option(help="Comma-separated, e.g. 16,64,128.")] = None,
+    runs: Annotated[Optional[int], typer.Option(help="Timed runs per length.")] = None,
+    warmup: Annotated[Optional[int], typer.Option(help="Untimed runs per length.")] = None,
+    texts: Annotated[Optional[Path], typer.Option(help="Real texts to cut to each length (default: built-in).")] = None,
+) -> None:
+    """On the device: cold load, first inference, warm p50/p90/p99, throughput, peak memory."""
+    from edge_bert.bench import bench as run_bench
+    from edge_bert.textdata import read_texts
+
+    try:
+        with Progress(console=console, transient=True, disable=json_out == "-") as progress:
+            task = progress.add_task("bench", total=None)
+            result = run_bench(
+                bundle,
+                threads=threads,
+                seq_lengths=_csv_ints(seq_lengths),
+                runs=runs,
+                warmup=warmup,
+                texts=read_texts(texts) if texts else None,
+                progress=lambda label, done, total: progress.update(
+                    task, description=label, completed=done, total=total
+                ),
+            )
+    except EdgeBertError as exc:
+        raise _fail(exc) from exc
+    if json_out != "-":
+        console.print(bench_table(result))
+    write_json(result, json_out)
+
+
+@app.command()
+def inspect(bundle: Path, json_out: JsonOpt = None) -> None:
+    """Show what a bundle holds (after verifying its checksums)."""
+    from edge_bert.bundle import open_bundle
+
+    try:
+        opened = open_bundle(bundle)
+    except EdgeBertError as exc:
+        raise _fail(exc) from exc
+    m = opened.manifest
+    if json_out:
+        write_json(m, json_out)
+        return
+    table = Table(title=f"bundle {opened.name}", show_header=False)
+    model = m["model"]
+    rows = {
+        "model": f"{model['source']} ({model['architecture']}, {model['parameters']:,} parameters)",
+        "task": model["task"] + (f", {len(model['labels'])} labels" if model.get("labels") else ""),
+        "format / recipe": f"{m['format']} / {m['recipe']['name']} {m['recipe']['settings']}",
+        "target": m["target"]["name"],
+        "inputs": ", ".join(f"{i['name']}:{i['dtype']}{i['shape']}" for i in m["inputs"]),
+        "outputs": ", ".join(m["outputs"]) + f" (gated: {m['primary_output']})",
+        "shapes": f"{m['shapes']['policy']}, max {m['shapes']['max_length']} tokens",
+        "export": f"{m['export']['exporter']}, opset {m['export']['opset']}, fusions {m['export'].get('fusions')}",
+        "golden": f"{m['golden']['count']} texts",
+        "tools": ", ".join(f"{k} {v}" for k, v in m["tools"].items()),
+    }
+    for name, meta in m["files"].items():
+        rows[f"file {name}"] = f"{meta['bytes']:,} B sha256 {meta['sha256'][:16]}…"
+    for key, value in rows.items():
+        table.add_row(key, value)
+    console.print(table)
+
+
+@app.command()
+def run(
+    model: Annotated[Optional[str], typer.Argument(help="Hub id or dir (default: embedded all-MiniLM-L6-v2).")] = None,
+    target: Annotated[str, typer.Option(help="Target profile.")] = "x86",
+    out: Annotated[Path, typer.Option(help="Where bundles go.")] = Path("bundles"),
+    runs: Annotated[int, typer.Option(help="Timed bench runs per length.")] = 30,
+) -> None:
+    """The whole chain: convert every recipe, validate and bench each bundle, print one table."""
+    from edge_bert.bench import bench as run_bench
+    from edge_bert.validate import validate as run_validate
+
+    outcomes = _convert(
+        model,
+        target,
+        out,
+        task=None,
+        formats=None,
+        recipes=None,
+        texts=None,
+        calibration_data=None,
+        max_length=None,
+        name=None,
+        revision=None,
+        normalize=None,
+        overwrite=True,
+        trust_remote_code=False,
+    )
+    written = [o for o in outcomes if o.passed]
+    results = []
+    for outcome in written:
+        console.print(f"[dim]validate + bench {outcome.bundle.name}[/dim]")
+        results.append((run_validate(outcome.bundle), run_bench(outcome.bundle, runs=runs, warmup=5)))
+    if not results:
+        raise typer.Exit(1)
+    lengths = [row["seq_length"] for row in results[0][1]["latency"]]
+    fp32 = {r["recipe"]: r for _, r in results}.get("fp32")
+    table = Table(
+        title=f"edge-bert run: {len(results)} bundles for target {target}",
+        caption=machine_line(results[0][1]["machine"]) + f" · {results[0][1]['settings']['threads']} threads",
+    )
+    for column in (
+        ["recipe", "MB", "validate", "mean cos", "top-1"]
+        + [f"p50 @{n} ms" for n in lengths]
+        + ["× fp32 @" + str(lengths[-1])]
+    ):
+        table.add_column(column, justify="right")
+    for check, timing in results:
+        p50 = [row["p50_ms"] for row in timing["latency"]]
+        speedup = fp32["latency"][-1]["p50_ms"] / p50[-1] if fp32 else None
+        table.add_row(
+            check["recipe"],
+            f"{timing['model_bytes'] / 1e6:.1f}",
+            "[green]pass[/green]" if check["passed"] else "[red]fail[/red]",
+            _f(check["parity"]["mean_cosine"]),
+            _f(check["parity"]["top1_agreement"]),
+            *[f"{v:.2f}" for v in p50],
+            "-" if speedup is None else f"{speedup:.2f}",
+        )
+    console.print(table)
+    if len(written) < len(outcomes):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""ONNX recipes, all with onnxruntime's own tools: transformer fusions, dynamic/static int8, fp16.
+
+Why the options exist (see targets/*.toml): without VNNI (AVX2) or Arm dot products, u8s8 int8
+GEMMs can saturate, so those profiles set ``reduce_range`` (onnxruntime #5849, #6004); per-channel
+weight scales fix most of the drift ORT's per-tensor default shows on MiniLM (cosine 0.958 -> 0.991
+measured); static int8 with int8 activations (S8S8) ran 4x slower than U8S8 on a CPU without VNNI.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+
+from edge_bert.converters.registry import ArchitectureConfig
+from edge_bert.errors import ProfileError
+from edge_bert.profiles import Recipe
+
+_QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+_CALIBRATION = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+#: optimizer output carries fused ops whose weights have no inferred type; tell the quantizer they are float
+_EXTRA = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+
+Feeds = dict[str, np.ndarray]
+
+
+def optimize(src: Path, dst: Path, arch: ArchitectureConfig, config: Any) -> dict[str, int] | None:
+    """Apply onnxruntime's transformer fusions; returns the fused-op counts, or None if not applicable."""
+    if arch.ort_optimizer_type is None:
+        return None
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model = optimize_model(
+        str(src),
+        model_type=arch.ort_optimizer_type,
+        num_heads=int(getattr(config, arch.heads_attr, 0)),
+        hidden_size=int(getattr(config, arch.hidden_attr, 0)),
+        opt_level=0,
+    )
+    fused = {op: n for op, n in model.get_fused_operator_statistics().items() if n}
+    model.save_model_to_file(str(dst))
+    return fused
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self, feeds: list[Feeds]) -> None:
+        self._iter = iter(feeds)
+
+    def get_next(self) -> Feeds | None:
+        return next(self._iter, None)
+
+
+def _option_type(recipe: Recipe, key: str, default: str) -> QuantType:
+    value = recipe.options.get(key, default)
+    if value not in _QUANT_TYPES:
+        raise ProfileError(f"recipe {recipe.name}: {key} must be one of {list(_QUANT_TYPES)}, not {value!r}")
+    return _QUANT_TYPES[value]
+
+
+def _fp32(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
+    shutil.copyfile(src, dst)
+    return {}
+
+
+def _dynamic_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
+    settings = {
+        "per_channel": bool(recipe.options.get("per_channel", True)),
+        "reduce_range": bool(recipe.options.get("reduce_range", False)),
+        "weight_type": recipe.options.get("weight_type", "int8"),
+        "nodes_to_exclude": list(recipe.options.get("nodes_to_exclude", [])),
+    }
+    quantize_dynamic(
+        src,
+        dst,
+        per_channel=settings["per_channel"],
+        reduce_range=settings["reduce_range"],
+        weight_type=_option_type(recipe, "weight_type", "int8"),
+        nodes_to_exclude=settings["nodes_to_exclude"] or None,
+        extra_options=_EXTRA,
+    )
+    return settings
+
+
+def _static_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
+    samples = calibration[: int(recipe.options.get("calibration_samples", 64))]
+    method = recipe.options.get("calibration_method", "minmax")
+    if method not in _CALIBRATION:
+        raise ProfileError(f"recipe {recipe.name}: calibration_method must be one of {list(_CALIBRATION)}")
+    settings = {
+        "format": "QDQ",
+        "activation_type": recipe.options.get("activation_type", "uint8"),
+        "weight_type": recipe.options.get("weight_type", "int8"),
+        "per_channel": bool(recipe.options.get("per_channel", True)),
+        "reduce_range": bool(recipe.options.get("reduce_range", False)),
+        "op_types": list(recipe.options.get("op_types", ["MatMul", "Gemm", "Gather"])),
+        "calibration_method": method,
+        "calibration_samples": len(samples),
+    }
+    quantize_static(
+        src,
+        dst,
+        _Reader(samples),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=settings["op_types"],
+        per_channel=settings["per_channel"],
+        reduce_range=settings["reduce_range"],
+        activation_type=_option_type(recipe, "activation_type", "uint8"),
+        weight_type=_option_type(recipe, "weight_type", "int8"),
+        calibrate_method=_CALIBRATION[method],
+        # float biases: int32 bias quantization fails on fused LayerNorm/Gemm graphs ("Unable to get valid
+        # quantization scale ... when quantizing bias") and buys nothing on CPU
+        extra_options={**_EXTRA, "QuantizeBias": False},
+    )
+    return settings
+
+
+def _fp16(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+    return {"keep_io_types": True}
+
+
+RECIPES: dict[str, Callable[[Recipe, Path, Path, list[Feeds]], dict[str, Any]]] = {
+    "fp32": _fp32,
+    "dynamic-int8": _dynamic_int8,
+    "static-int8": _static_int8,
+    "fp16": _fp16,
+}
+
+
+def produce(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
+    """Write ``recipe``'s model made from the fp32 model ``src`` to ``dst``; returns the settings used."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs a warning per fused tensor it skips
+    try:
+        return RECIPES[recipe.kind](recipe, src, dst, calibration)
+    finally:
+        root.setLevel(level)

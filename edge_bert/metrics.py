@@ -1,0 +1,70 @@
+"""Parity metrics between a bundle's outputs and the fp32 reference, and latency statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_bert.profiles import Gates
+
+
+def parity(outputs: np.ndarray, reference: np.ndarray, classification: bool) -> dict[str, float | None]:
+    """Per-sample comparison of ``outputs`` with ``reference`` (both shaped [samples, ...]).
+
+    Cosine and relative error are per sample (a sentence embedding or a logits row), then
+    summarised: mean and worst cosine, worst relative L2 error, max element-wise absolute error.
+    """
+    out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+    ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    if out.shape != ref.shape:
+        raise ValueError(f"output shape {out.shape} differs from the reference {ref.shape}")
+    finite = bool(np.isfinite(out).all())
+    diff = out - ref
+    ref_norm = np.linalg.norm(ref, axis=1)
+    out_norm = np.linalg.norm(out, axis=1)
+    denom = np.maximum(ref_norm * out_norm, 1e-12)
+    cosine = np.where(finite, np.sum(out * ref, axis=1) / denom, np.nan)
+    rel = np.linalg.norm(diff, axis=1) / np.maximum(ref_norm, 1e-12)
+    result: dict[str, float | None] = {
+        "samples": float(len(out)),
+        "finite": float(finite),
+        "max_abs_error": float(np.max(np.abs(diff))) if finite else float("inf"),
+        "mean_cosine": float(np.mean(cosine)) if finite else float("nan"),
+        "worst_cosine": float(np.min(cosine)) if finite else float("nan"),
+        "max_rel_error": float(np.max(rel)) if finite else float("inf"),
+        "top1_agreement": None,
+    }
+    if classification:
+        result["top1_agreement"] = float(np.mean(out.argmax(axis=1) == ref.argmax(axis=1)))
+    return result
+
+
+def apply_gates(metrics: dict[str, float | None], gates: Gates) -> dict[str, dict[str, float | bool]]:
+    """Each gate with its threshold, the measured value and a verdict; NaN never passes."""
+    checks = {
+        "min_top1_agreement": (metrics["top1_agreement"], lambda v, t: v >= t),
+        "min_cosine": (metrics["mean_cosine"], lambda v, t: v >= t),
+        "min_worst_cosine": (metrics["worst_cosine"], lambda v, t: v >= t),
+        "max_rel_error": (metrics["max_rel_error"], lambda v, t: v <= t),
+    }
+    verdicts = {}
+    for name, (value, ok) in checks.items():
+        if value is None:
+            continue
+        threshold = getattr(gates, name)
+        verdicts[name] = {"threshold": threshold, "value": value, "pass": bool(ok(value, threshold))}
+    return verdicts
+
+
+def latency_stats(samples_ms: list[float]) -> dict[str, float]:
+    data = np.asarray(samples_ms, np.float64)
+    mean = float(data.mean())
+    return {
+        "runs": int(data.size),
+        "p50_ms": float(np.percentile(data, 50)),
+        "p90_ms": float(np.percentile(data, 90)),
+        "p99_ms": float(np.percentile(data, 99)),
+        "mean_ms": mean,
+        "std_ms": float(data.std()),
+        "min_ms": float(data.min()),
+        "throughput_per_s": 1000.0 / mean if mean > 0 else float("inf"),
+    }

@@ -1,0 +1,92 @@
+"""Human-readable tables (rich) and JSON output for validate/bench results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+if not console.is_terminal:  # piped or captured: wide enough that tables are not truncated
+    console = Console(width=160)
+
+
+def write_json(result: dict[str, Any], target: str | None) -> None:
+    """``target`` is a path, ``-`` for stdout, or None for no JSON."""
+    if target is None:
+        return
+    text = json.dumps(result, indent=2) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        Path(target).write_text(text, encoding="utf-8")
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    flags = ",".join(machine["isa_flags"]) or "none"
+    return f"{machine['cpu_model']} · {machine['machine']} · {machine['cpu_count']} cores · ISA {flags}"
+
+
+def validation_table(result: dict[str, Any]) -> Table:
+    verdict = "[green]PASS[/green]" if result["passed"] else "[red]FAIL[/red]"
+    table = Table(title=f"validate {result['bundle']}: {verdict}", caption=machine_line(result["machine"]))
+    table.add_column("check")
+    table.add_column("value", justify="right")
+    table.add_column("gate", justify="right")
+    table.add_column("verdict")
+    tok = result["checks"]["tokenizer"]
+    table.add_row("checksums + schema", f"{result['checks']['schema_and_checksums']['files']} files", "", "pass")
+    table.add_row(
+        "tokenizer reproduces golden ids",
+        f"{tok['texts'] - len(tok['mismatches'])}/{tok['texts']}",
+        "all",
+        "pass" if tok["pass"] else "[red]fail[/red]",
+    )
+    parity = result["parity"]
+    table.add_row("max abs error", _fmt(parity["max_abs_error"]), "", "")
+    for name, gate in result["gates"].items():
+        table.add_row(
+            name.removeprefix("min_").removeprefix("max_").replace("_", " "),
+            _fmt(gate["value"], 6),
+            ("≥ " if name.startswith("min") else "≤ ") + _fmt(gate["threshold"]),
+            "pass" if gate["pass"] else "[red]fail[/red]",
+        )
+    return table
+
+
+def bench_table(result: dict[str, Any]) -> Table:
+    mem = result["memory_mib"]
+    table = Table(
+        title=(
+            f"bench {result['bundle']} · {result['runtime']['name']} {result['settings']['threads']} threads · "
+            f"cold load {result['cold_load_ms']:.0f} ms · first inference {result['first_inference_ms']:.1f} ms · "
+            f"peak RSS {mem['peak_rss']:.0f} MiB"
+        ),
+        caption=machine_line(result["machine"]),
+    )
+    for column in ("seq", "padded", "p50 ms", "p90 ms", "p99 ms", "mean ± std", "inf/s", "tokens/s"):
+        table.add_column(column, justify="right")
+    for row in result["latency"]:
+        table.add_row(
+            str(row["seq_length"]),
+            str(row["padded_to"]),
+            f"{row['p50_ms']:.2f}",
+            f"{row['p90_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{row['mean_ms']:.2f} ± {row['std_ms']:.2f}",
+            f"{row['throughput_per_s']:.1f}",
+            f"{row['tokens_per_s']:.0f}",
+        )
+    return table

