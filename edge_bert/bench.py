@@ -15,8 +15,9 @@ from typing import Any
 
 from edge_bert.bundle import open_bundle
 from edge_bert.errors import InputError
-from edge_bert.fingerprint import current_rss_mib, fingerprint, peak_rss_mib
+from edge_bert.fingerprint import current_rss_mib, peak_rss_mib
 from edge_bert.metrics import latency_stats
+from edge_bert.results import result_header
 from edge_bert.session import BundleSession, Encoded
 from edge_bert.textdata import builtin_texts
 
@@ -81,13 +82,7 @@ def bench(
             }
         )
     return {
-        "schema": RESULT_SCHEMA,
-        "bundle": bundle.name,
-        "path": str(bundle.path),
-        "format": bundle.format,
-        "recipe": bundle.manifest["recipe"]["name"],
-        "runtime": {"name": session.backend.runtime, **session.backend.versions()},
-        "machine": fingerprint(),
+        **result_header(RESULT_SCHEMA, session),
         "settings": {"threads": threads, "warmup": warmup, "runs": runs, "batch": 1},
         "model_bytes": bundle.manifest["files"][bundle.manifest["model_file"]]["bytes"],
         "cold_load_ms": session.load_seconds * 1000,

@@ -235,7 +235,7 @@ def inspect(bundle: Path, json_out: JsonOpt = None) -> None:
 @app.command()
 def run(
     model: Annotated[Optional[str], typer.Argument(help="Hub id or dir (default: embedded all-MiniLM-L6-v2).")] = None,
-    target: Annotated[str, typer.Option(help="Target profile.")] = "x86",
+    target: Annotated[str, typer.Option(help="Target profile (auto: the one matching this CPU).")] = "auto",
     out: Annotated[Path, typer.Option(help="Where bundles go.")] = Path("bundles"),
     runs: Annotated[int, typer.Option(help="Timed bench runs per length.")] = 30,
 ) -> None:

@@ -116,8 +116,26 @@ def list_profiles() -> list[TargetProfile]:
     return [load_profile(p) for p in sorted(builtin_targets_dir().glob("*.toml"))]
 
 
+def detect_profile(machine: str, isa_flags: list[str]) -> TargetProfile:
+    """The built-in profile for this machine: same arch, all its ISA flags present, the most specific wins.
+
+    Driven by each profile's ``arch``/``isa`` data (and ``detect = false`` for device-only profiles).
+    """
+    candidates = [
+        p for p in list_profiles() if p.raw.get("detect", True) and p.arch == machine and set(p.isa) <= set(isa_flags)
+    ]
+    if not candidates:
+        raise ProfileError(f"no built-in target matches this {machine} CPU; pass --target NAME or a .toml file")
+    return max(candidates, key=lambda p: len(p.isa))
+
+
 def load_profile(name_or_path: str | Path) -> TargetProfile:
-    """Load a built-in profile by name (``x86``) or a user's own TOML file by path."""
+    """Load a built-in profile by name (``x86``), ``auto`` for this machine's, or a TOML file by path."""
+    if str(name_or_path) == "auto":
+        from edge_bert.fingerprint import fingerprint
+
+        machine = fingerprint()
+        return detect_profile(str(machine["machine"]), list(machine["isa_flags"]))
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.exists()):
         path = builtin_targets_dir() / f"{name_or_path}.toml"

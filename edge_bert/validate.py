@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from edge_bert.bundle import Bundle, open_bundle
-from edge_bert.fingerprint import fingerprint
 from edge_bert.metrics import apply_gates, parity
 from edge_bert.profiles import Gates
+from edge_bert.results import result_header
 from edge_bert.session import BundleSession
 
 RESULT_SCHEMA = "edge-bert/validate/v1"
@@ -46,14 +46,7 @@ def validate(path: str | Path, gates: Gates | None = None, threads: int | None =
     verdicts = apply_gates(metrics, gates)
     passed = tokenizer_check["pass"] and all(v["pass"] for v in verdicts.values())
     return {
-        "schema": RESULT_SCHEMA,
-        "bundle": bundle.name,
-        "path": str(bundle.path),
-        "format": bundle.format,
-        "recipe": bundle.manifest["recipe"]["name"],
-        "task": bundle.task,
-        "runtime": {"name": session.backend.runtime, **session.backend.versions()},
-        "machine": fingerprint(),
+        **result_header(RESULT_SCHEMA, session),
         "checks": {
             "schema_and_checksums": {"pass": True, "files": len(bundle.manifest["files"])},
             "tokenizer": tokenizer_check,

@@ -26,7 +26,7 @@ from edge_bert.converters.loading import DEFAULT_MODEL_NAME, LoadedModel, defaul
 from edge_bert.converters.onnx_export import EXPORT_ATOL, export_onnx, measure_parity
 from edge_bert.converters.onnx_quantize import optimize, produce
 from edge_bert.converters.tasks import build_graph, task_config
-from edge_bert.errors import ConversionError, EdgeBertError
+from edge_bert.errors import ConversionError, EdgeBertError, InputError
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile, load_profile
 from edge_bert.session import make_feeds
 from edge_bert.textdata import builtin_texts
@@ -87,6 +87,9 @@ def convert(
     specs = _formats_to_produce(profile, formats, log)
     if task is not None:
         task_config(task)
+    texts = builtin_texts("sentences") if texts is None else texts
+    if not texts:
+        raise InputError("the text list is empty: golden references need at least one text")
     if source is None:
         source, name = str(default_model_path()), name or DEFAULT_MODEL_NAME
     log(f"loading {source}")
@@ -101,7 +104,7 @@ def convert(
     limit = min(limit, static or limit)
     spec_task = task_config(loaded.task)
     graph = build_graph(loaded.task, loaded.model, loaded.pooling, loaded.normalize)
-    golden = make_golden(graph, loaded.tokenizer, texts or builtin_texts("sentences"), loaded.arch.inputs, limit)
+    golden = make_golden(graph, loaded.tokenizer, texts, loaded.arch.inputs, limit)
     if golden.truncated:
         log(f"{len(golden.truncated)} golden text(s) longer than {limit} tokens were truncated")
     calibration = _calibration_feeds(loaded, calibration_texts or golden.texts + builtin_texts("paragraphs"), limit)

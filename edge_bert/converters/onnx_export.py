@@ -102,19 +102,18 @@ def _export(
     dynamic: bool,
 ) -> None:
     kwargs: dict[str, Any] = {"input_names": list(arch.inputs), "output_names": list(outputs), "opset_version": opset}
+    # batch is always dynamic; the sequence axis only when the profile does not fix the length
     if exporter == "dynamo":
-        kwargs.update(dynamo=True, external_data=False, verbose=False)
-        if dynamic:
-            batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=4096)
-            kwargs["dynamic_shapes"] = tuple({0: batch, 1: sequence} for _ in arch.inputs)
+        batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=4096)
+        axes = {0: batch, 1: sequence} if dynamic else {0: batch}
+        kwargs.update(dynamo=True, external_data=False, verbose=False, dynamic_shapes=tuple(axes for _ in arch.inputs))
     else:
-        kwargs["dynamo"] = False
-        if dynamic:
-            axes = dict(arch.dynamic_axes)
-            axes.update({name: {0: "batch"} for name in outputs})
-            if "last_hidden_state" in outputs:
-                axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
-            kwargs["dynamic_axes"] = axes
+        seq_axes = arch.input_axes(static=not dynamic)
+        axes = {name: seq_axes for name in arch.inputs}
+        axes.update({name: {0: "batch"} for name in outputs})
+        if "last_hidden_state" in outputs:
+            axes["last_hidden_state"] = seq_axes
+        kwargs.update(dynamo=False, dynamic_axes=axes)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")

@@ -31,9 +31,9 @@ class ArchitectureConfig:
     hidden_attr: str = "hidden_size"
     notes: str = ""
 
-    @property
-    def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        return {name: {0: "batch", 1: "sequence"} for name in self.inputs}
+    def input_axes(self, static: bool) -> dict[int, str]:
+        """Dynamic axes of every input: batch always, sequence unless the profile fixes the length."""
+        return {0: "batch"} if static else {0: "batch", 1: "sequence"}
 
 
 _BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

@@ -1,0 +1,73 @@
+"""bench's protocol on real text, the machine fingerprint, and static-length bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_bert.bench import bench
+from edge_bert.bundle import open_bundle
+from edge_bert.converters.convert import convert
+from edge_bert.fingerprint import fingerprint
+from edge_bert.session import BundleSession
+from edge_bert.validate import validate
+
+TINY_PROFILE = Path(__file__).parent / "profiles" / "tiny-random.toml"
+
+
+@pytest.fixture(scope="module")
+def dynamic_bundle(tiny_models, sst2_texts, tmp_path_factory) -> Path:
+    (outcome,) = convert(str(tiny_models["albert"]), TINY_PROFILE, tmp_path_factory.mktemp("dyn"),
+                         texts=sst2_texts, recipes=["dynamic-int8"], log=lambda _: None)
+    return outcome.bundle
+
+
+@pytest.fixture(scope="module")
+def static_bundle(tiny_models, sst2_texts, tmp_path_factory) -> Path:
+    profile = tmp_path_factory.mktemp("profile") / "static.toml"
+    profile.write_text(TINY_PROFILE.read_text().replace('policy = "dynamic"', 'policy = "static"\nseq_lengths = [64]'))
+    (outcome,) = convert(str(tiny_models["mobilebert"]), profile, tmp_path_factory.mktemp("static"),
+                         texts=sst2_texts, recipes=["fp32"], log=lambda _: None)
+    assert outcome.passed, outcome.error
+    return outcome.bundle
+
+
+def test_bench_reports_the_protocol(dynamic_bundle):
+    progress = []
+    result = bench(dynamic_bundle, threads=1, seq_lengths=(16, 64, 128, 512), warmup=2, runs=7,
+                   progress=lambda label, done, total: progress.append((label, done, total)))
+    assert [row["seq_length"] for row in result["latency"]] == [16, 64, 128]
+    assert result["skipped_seq_lengths"] == [512]
+    for row in result["latency"]:
+        assert row["padded_to"] == row["seq_length"]  # dynamic: no padding beyond the text
+        assert row["runs"] == 7
+        assert 0 < row["min_ms"] <= row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["throughput_per_s"] == pytest.approx(1000 / row["mean_ms"])
+    assert result["cold_load_ms"] > 0 and result["first_inference_ms"] > 0
+    assert result["memory_mib"]["peak_rss"] >= result["memory_mib"]["rss_after_load"] > 0
+    assert result["settings"] == {"threads": 1, "warmup": 2, "runs": 7, "batch": 1}
+    assert result["machine"] == fingerprint()
+    assert progress[-1][1:] == (21, 21)
+
+
+def test_fingerprint_names_the_isa():
+    machine = fingerprint()
+    assert machine["cpu_count"] >= 1
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    for flag in ("avx2", "avx512_vnni", "asimddp"):
+        assert (flag in machine["isa_flags"]) == (f" {flag}" in cpuinfo or f"\t{flag}" in cpuinfo)
+
+
+def test_static_bundle_pads_to_its_length(static_bundle):
+    bundle = open_bundle(static_bundle)
+    assert bundle.seq_lengths == (64,)
+    assert bundle.manifest["inputs"][0]["shape"] == ["batch", 64]
+    assert validate(static_bundle)["passed"]
+    session = BundleSession(bundle)
+    outputs, encoded = session.run_text("short text")
+    assert session.feeds(encoded.ids)["input_ids"].shape == (1, 64)
+    long_outputs, long_encoded = session.run_text("word " * 200)
+    assert long_encoded.truncated and len(long_encoded.ids) == 64
+    result = bench(static_bundle, threads=1, seq_lengths=(16, 64), warmup=1, runs=3)
+    assert [row["padded_to"] for row in result["latency"]] == [64, 64]

@@ -1,0 +1,63 @@
+"""The runner must install and run on a device with numpy + tokenizers + one runtime: nothing it
+imports may pull in torch, transformers, tensorflow or jax."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import edge_bert
+
+HEAVY = ("torch", "transformers", "tensorflow", "jax", "onnx.reference")
+
+
+def runner_modules() -> list[str]:
+    names = [m.name for m in pkgutil.walk_packages(edge_bert.__path__, "edge_bert.")]
+    return sorted(n for n in names if not n.startswith("edge_bert.converters"))
+
+
+def test_runner_modules_are_found():
+    modules = runner_modules()
+    for expected in ("edge_bert.cli", "edge_bert.validate", "edge_bert.bench", "edge_bert.backends.ort"):
+        assert expected in modules
+
+
+def test_runner_imports_no_heavy_framework():
+    code = (
+        "import importlib, sys\n"
+        f"for name in {runner_modules()!r}: importlib.import_module(name)\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_validate_and_bench_run_without_torch(tmp_path):
+    """Block torch/transformers at import time and run the CLI's validate + bench on a real bundle."""
+    from conftest import minilm_dir  # noqa: F401 - ensures the embedded model is installed
+    from test_bad_input import TINY_PROFILE
+
+    from edge_bert.converters.convert import convert
+
+    source = tmp_path / "model"
+    from conftest import save_tiny_model
+
+    save_tiny_model("distilbert", source)
+    (outcome,) = convert(str(source), TINY_PROFILE, tmp_path / "out", recipes=["dynamic-int8"], log=lambda _: None)
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+        "            raise ImportError('blocked for this test: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from edge_bert.cli import app\n"
+        f"sys.argv = ['edge-bert', 'validate', {str(outcome.bundle)!r}]\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        f"sys.argv = ['edge-bert', 'bench', {str(outcome.bundle)!r}, '--runs', '3', '--warmup', '1', '--seq-lengths', '16']\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS" in result.stdout and "p50" in result.stdout
