@@ -22,8 +22,10 @@ RECIPES = ["dynamic-int8", "static-int8", "fp16", "fp32"]
 @pytest.fixture(scope="module")
 def converted(tiny_models, sst2_texts, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles")
-    return {arch: convert(str(path), TINY_PROFILE, out, texts=sst2_texts, log=lambda _: None)
-            for arch, path in tiny_models.items()}
+    return {
+        arch: convert(str(path), TINY_PROFILE, out, texts=sst2_texts, log=lambda _: None)
+        for arch, path in tiny_models.items()
+    }
 
 
 @pytest.mark.parametrize("arch", sorted(REGISTRY))
@@ -87,8 +89,9 @@ def test_feature_extraction_pools_inside_the_graph(arch, tmp_path, sst2_texts):
     from conftest import save_tiny_model
 
     source = save_tiny_model(arch, tmp_path / "src", task="feature-extraction")
-    (outcome,) = convert(str(source), TINY_PROFILE, tmp_path / "out", texts=sst2_texts[:8], recipes=["fp32"],
-                         log=lambda _: None)
+    (outcome,) = convert(
+        str(source), TINY_PROFILE, tmp_path / "out", texts=sst2_texts[:8], recipes=["fp32"], log=lambda _: None
+    )
     bundle = open_bundle(outcome.bundle)
     assert bundle.task == "feature-extraction" and bundle.primary_output == "sentence_embedding"
     session = BundleSession(bundle)

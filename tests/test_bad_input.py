@@ -22,8 +22,9 @@ TINY_PROFILE = Path(__file__).parent / "profiles" / "tiny-random.toml"
 @pytest.fixture(scope="module")
 def good_bundle(tiny_models, sst2_texts, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("good")
-    (outcome,) = convert(str(tiny_models["bert"]), TINY_PROFILE, out, texts=sst2_texts, recipes=["fp32"],
-                         log=lambda _: None)
+    (outcome,) = convert(
+        str(tiny_models["bert"]), TINY_PROFILE, out, texts=sst2_texts, recipes=["fp32"], log=lambda _: None
+    )
     return outcome.bundle
 
 
@@ -73,7 +74,7 @@ def test_missing_tokenizer(bundle_copy):
 
 
 def test_not_a_bundle(tmp_path):
-    with pytest.raises(BundleError, match="no manifest.json; this is not an edge-bert bundle"):
+    with pytest.raises(BundleError, match=r"no manifest\.json; this is not an edge-bert bundle"):
         open_bundle(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
@@ -117,8 +118,14 @@ def test_long_text_is_truncated_and_reported(good_bundle, tiny_models, sst2_text
     assert np.isfinite(outputs["logits"]).all()
     # at conversion the truncation is reported in the manifest and the log, and the ids agree with HF
     messages: list[str] = []
-    (outcome,) = convert(str(tiny_models["bert"]), TINY_PROFILE, tmp_path, texts=[*sst2_texts[:4], long_text],
-                         recipes=["fp32"], log=messages.append)
+    (outcome,) = convert(
+        str(tiny_models["bert"]),
+        TINY_PROFILE,
+        tmp_path,
+        texts=[*sst2_texts[:4], long_text],
+        recipes=["fp32"],
+        log=messages.append,
+    )
     assert any("1 golden text(s) longer than 128 tokens were truncated" in m for m in messages)
     assert open_bundle(outcome.bundle).manifest["golden"]["truncated_texts"] == 1
     assert validate(outcome.bundle)["checks"]["tokenizer"]["pass"]
@@ -127,7 +134,7 @@ def test_long_text_is_truncated_and_reported(good_bundle, tiny_models, sst2_text
 def test_output_dir_not_writable(tiny_models, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    with pytest.raises(InputError, match="output directory .* is not writable: it exists and is not a directory"):
+    with pytest.raises(InputError, match=r"output directory .* is not writable: it exists and is not a directory"):
         convert(str(tiny_models["bert"]), TINY_PROFILE, blocker, log=lambda _: None)
     with pytest.raises(InputError, match="is not writable"):
         convert(str(tiny_models["bert"]), TINY_PROFILE, "/proc/edge-bert-out", log=lambda _: None)
@@ -145,17 +152,22 @@ def test_interrupted_write_leaves_nothing(tmp_path):
 
 def test_existing_bundle_needs_overwrite(good_bundle, tiny_models, sst2_texts):
     with pytest.raises(InputError, match="already exists; pass --overwrite"):
-        convert(str(tiny_models["bert"]), TINY_PROFILE, good_bundle.parent, texts=sst2_texts, recipes=["fp32"],
-                log=lambda _: None)
+        convert(
+            str(tiny_models["bert"]),
+            TINY_PROFILE,
+            good_bundle.parent,
+            texts=sst2_texts,
+            recipes=["fp32"],
+            log=lambda _: None,
+        )
 
 
 def test_pickle_only_checkpoint_is_refused(tmp_path):
     model_dir = save_tiny_model("distilbert", tmp_path / "pickled")
     import torch
-
     from safetensors.torch import load_file
 
     torch.save(load_file(model_dir / "model.safetensors"), model_dir / "pytorch_model.bin")
     (model_dir / "model.safetensors").unlink()
-    with pytest.raises(ConversionError, match="never unpickles .bin checkpoints"):
+    with pytest.raises(ConversionError, match=r"never unpickles \.bin checkpoints"):
         convert(str(model_dir), TINY_PROFILE, tmp_path / "out", log=lambda _: None)

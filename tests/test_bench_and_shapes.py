@@ -18,8 +18,14 @@ TINY_PROFILE = Path(__file__).parent / "profiles" / "tiny-random.toml"
 
 @pytest.fixture(scope="module")
 def dynamic_bundle(tiny_models, sst2_texts, tmp_path_factory) -> Path:
-    (outcome,) = convert(str(tiny_models["albert"]), TINY_PROFILE, tmp_path_factory.mktemp("dyn"),
-                         texts=sst2_texts, recipes=["dynamic-int8"], log=lambda _: None)
+    (outcome,) = convert(
+        str(tiny_models["albert"]),
+        TINY_PROFILE,
+        tmp_path_factory.mktemp("dyn"),
+        texts=sst2_texts,
+        recipes=["dynamic-int8"],
+        log=lambda _: None,
+    )
     return outcome.bundle
 
 
@@ -27,16 +33,28 @@ def dynamic_bundle(tiny_models, sst2_texts, tmp_path_factory) -> Path:
 def static_bundle(tiny_models, sst2_texts, tmp_path_factory) -> Path:
     profile = tmp_path_factory.mktemp("profile") / "static.toml"
     profile.write_text(TINY_PROFILE.read_text().replace('policy = "dynamic"', 'policy = "static"\nseq_lengths = [64]'))
-    (outcome,) = convert(str(tiny_models["mobilebert"]), profile, tmp_path_factory.mktemp("static"),
-                         texts=sst2_texts, recipes=["fp32"], log=lambda _: None)
+    (outcome,) = convert(
+        str(tiny_models["mobilebert"]),
+        profile,
+        tmp_path_factory.mktemp("static"),
+        texts=sst2_texts,
+        recipes=["fp32"],
+        log=lambda _: None,
+    )
     assert outcome.passed, outcome.error
     return outcome.bundle
 
 
 def test_bench_reports_the_protocol(dynamic_bundle):
     progress = []
-    result = bench(dynamic_bundle, threads=1, seq_lengths=(16, 64, 128, 512), warmup=2, runs=7,
-                   progress=lambda label, done, total: progress.append((label, done, total)))
+    result = bench(
+        dynamic_bundle,
+        threads=1,
+        seq_lengths=(16, 64, 128, 512),
+        warmup=2,
+        runs=7,
+        progress=lambda label, done, total: progress.append((label, done, total)),
+    )
     assert [row["seq_length"] for row in result["latency"]] == [16, 64, 128]
     assert result["skipped_seq_lengths"] == [512]
     for row in result["latency"]:
@@ -65,9 +83,9 @@ def test_static_bundle_pads_to_its_length(static_bundle):
     assert bundle.manifest["inputs"][0]["shape"] == ["batch", 64]
     assert validate(static_bundle)["passed"]
     session = BundleSession(bundle)
-    outputs, encoded = session.run_text("short text")
+    _, encoded = session.run_text("short text")
     assert session.feeds(encoded.ids)["input_ids"].shape == (1, 64)
-    long_outputs, long_encoded = session.run_text("word " * 200)
+    _, long_encoded = session.run_text("word " * 200)
     assert long_encoded.truncated and len(long_encoded.ids) == 64
     result = bench(static_bundle, threads=1, seq_lengths=(16, 64), warmup=1, runs=3)
     assert [row["padded_to"] for row in result["latency"]] == [64, 64]

@@ -55,7 +55,8 @@ def test_validate_and_bench_run_without_torch(tmp_path):
         "from edge_bert.cli import app\n"
         f"sys.argv = ['edge-bert', 'validate', {str(outcome.bundle)!r}]\n"
         "try:\n    app()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-        f"sys.argv = ['edge-bert', 'bench', {str(outcome.bundle)!r}, '--runs', '3', '--warmup', '1', '--seq-lengths', '16']\n"
+        f"sys.argv = ['edge-bert', 'bench', {str(outcome.bundle)!r}, '--runs', '3', '--warmup', '1',"
+        " '--seq-lengths', '16']\n"
         "try:\n    app()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -20,9 +20,25 @@ def cli_bundles(tiny_models, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli")
     texts = tmp_path_factory.mktemp("texts") / "texts.txt"
     texts.write_text("A calm sea.\nThe train was late again, and nobody told us why.\n")
-    result = runner.invoke(app, ["convert", str(tiny_models["distilbert"]), "--target", str(TINY_PROFILE),
-                                 "--out", str(out), "--recipe", "fp32", "--recipe", "dynamic-int8",
-                                 "--texts", str(texts), "--name", "tiny"])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            str(tiny_models["distilbert"]),
+            "--target",
+            str(TINY_PROFILE),
+            "--out",
+            str(out),
+            "--recipe",
+            "fp32",
+            "--recipe",
+            "dynamic-int8",
+            "--texts",
+            str(texts),
+            "--name",
+            "tiny",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "written" in result.output
     return out
@@ -46,8 +62,9 @@ def test_validate_pass_table_and_json(cli_bundles):
 def test_validate_gate_failure_exits_1(cli_bundles, tmp_path):
     strict = tmp_path / "strict.toml"
     strict.write_text(TINY_PROFILE.read_text().replace("max_rel_error = 0.4", "max_rel_error = 1e-9"))
-    result = runner.invoke(app, ["validate", str(cli_bundles / "tiny-tiny-random-dynamic-int8"),
-                                 "--profile", str(strict)])
+    result = runner.invoke(
+        app, ["validate", str(cli_bundles / "tiny-tiny-random-dynamic-int8"), "--profile", str(strict)]
+    )
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output
 
@@ -62,8 +79,23 @@ def test_validate_unusable_bundle_exits_2(cli_bundles, tmp_path):
 
 def test_bench_json(cli_bundles, tmp_path):
     out = tmp_path / "bench.json"
-    result = runner.invoke(app, ["bench", str(cli_bundles / "tiny-tiny-random-dynamic-int8"), "--runs", "3",
-                                 "--warmup", "1", "--seq-lengths", "16,64", "--threads", "1", "--json", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            str(cli_bundles / "tiny-tiny-random-dynamic-int8"),
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+            "--seq-lengths",
+            "16,64",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["schema"] == "edge-bert/bench/v1"
@@ -80,7 +112,20 @@ def test_inspect_and_targets(cli_bundles):
 
 
 def test_profile_asking_for_tflite_says_so(tiny_models, tmp_path):
-    result = runner.invoke(app, ["convert", str(tiny_models["bert"]), "--target", "rpi4", "--out", str(tmp_path),
-                                 "--recipe", "fp32", "--format", "tflite"])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            str(tiny_models["bert"]),
+            "--target",
+            "rpi4",
+            "--out",
+            str(tmp_path),
+            "--recipe",
+            "fp32",
+            "--format",
+            "tflite",
+        ],
+    )
     assert result.exit_code == 2
     assert "cannot produce ['tflite'] yet" in result.output

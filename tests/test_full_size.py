@@ -32,8 +32,14 @@ def test_full_size_converts_under_shipped_gates(arch, tmp_path, sst2_texts):
     source = tmp_path / arch
     transformers.AutoModel.from_config(full_size(arch)).save_pretrained(source)
     transformers.AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(source)
-    outcomes = convert(str(source), "x86", tmp_path / "out", texts=sst2_texts[:24],
-                       recipes=["fp32", "dynamic-int8"], log=lambda _: None)
+    outcomes = convert(
+        str(source),
+        "x86",
+        tmp_path / "out",
+        texts=sst2_texts[:24],
+        recipes=["fp32", "dynamic-int8"],
+        log=lambda _: None,
+    )
     by_recipe = {o.recipe: o for o in outcomes}
     assert by_recipe["fp32"].passed, by_recipe["fp32"].error
     assert by_recipe["dynamic-int8"].passed, by_recipe["dynamic-int8"].error

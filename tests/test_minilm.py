@@ -35,8 +35,9 @@ def reference_embeddings(texts: list[str]) -> np.ndarray:
 def minilm_bundles(tmp_path_factory):
     golden_texts = [text for text, _ in sst2_dev(limit=64)]
     out = tmp_path_factory.mktemp("minilm")
-    outcomes = convert(None, "x86", out, texts=golden_texts, recipes=["dynamic-int8", "static-int8", "fp32"],
-                       log=lambda _: None)
+    outcomes = convert(
+        None, "x86", out, texts=golden_texts, recipes=["dynamic-int8", "static-int8", "fp32"], log=lambda _: None
+    )
     outcomes += convert(None, "x86-vnni", out, texts=golden_texts, recipes=["dynamic-int8"], log=lambda _: None)
     return {f"{o.bundle.name if o.bundle else o.recipe}": o for o in outcomes}
 

@@ -36,8 +36,10 @@ def test_recipe_gates_override_profile_gates():
         ('formats = ["onnx"]\n[onnx]\nrecipes = ["fp32"]\n', "missing required key 'name'"),
         ('name = "a"\nformats = ["onnx"]\n[onnx]\nrecipes = ["int4"]\n', "unknown kind 'int4'"),
         ('name = "a"\nformats = ["onnx"]\n[gates]\nmin_f1 = 1\n[onnx]\nrecipes = ["fp32"]\n', r"unknown gate\(s\)"),
-        ('name = "a"\nformats = ["onnx"]\n[shapes]\npolicy = "static"\n[onnx]\nrecipes = ["fp32"]\n',
-         "needs shapes.seq_lengths"),
+        (
+            'name = "a"\nformats = ["onnx"]\n[shapes]\npolicy = "static"\n[onnx]\nrecipes = ["fp32"]\n',
+            "needs shapes.seq_lengths",
+        ),
         ("name = ", "not valid TOML"),
     ],
 )
@@ -50,8 +52,10 @@ def test_malformed_profiles(tmp_path, text, message):
 
 def test_custom_recipe_kind(tmp_path):
     path = tmp_path / "p.toml"
-    path.write_text('name = "a"\nformats = ["onnx"]\n[onnx]\nrecipes = ["int8-u8"]\n'
-                    '[onnx.recipe.int8-u8]\nkind = "dynamic-int8"\nweight_type = "uint8"\n')
+    path.write_text(
+        'name = "a"\nformats = ["onnx"]\n[onnx]\nrecipes = ["int8-u8"]\n'
+        '[onnx.recipe.int8-u8]\nkind = "dynamic-int8"\nweight_type = "uint8"\n'
+    )
     recipe = load_profile(path).formats["onnx"].default_recipe
     assert (recipe.name, recipe.kind, recipe.options) == ("int8-u8", "dynamic-int8", {"weight_type": "uint8"})
     assert recipe.gates == Gates()
