@@ -18,7 +18,7 @@ from edge_bert.errors import InputError
 from edge_bert.fingerprint import current_rss_mib, peak_rss_mib
 from edge_bert.metrics import latency_stats
 from edge_bert.results import result_header
-from edge_bert.session import BundleSession, Encoded
+from edge_bert.session import BundleSession, Encoded, TextEncoder
 from edge_bert.textdata import builtin_texts
 
 RESULT_SCHEMA = "edge-bert/bench/v1"
@@ -41,7 +41,7 @@ def bench(
     threads = threads or int(settings.get("threads", 2))
     seq_lengths = seq_lengths or tuple(settings.get("seq_lengths", (16, 64, 128)))
     warmup = int(settings.get("warmup", 10)) if warmup is None else warmup
-    runs = runs or int(settings.get("runs", 50))
+    runs = int(settings.get("runs", 50)) if runs is None else runs
 
     session = BundleSession(bundle, threads=threads)
     rss_loaded = current_rss_mib()
@@ -51,7 +51,7 @@ def bench(
     if not lengths:
         raise InputError(f"no sequence length in {list(seq_lengths)} fits the bundle's max length {bundle.max_length}")
 
-    first = _text_of_length(session, corpus, lengths[0])
+    first = text_of_length(session.encoder, corpus, lengths[0])
     start = time.perf_counter()
     session.run_ids(first.ids, first.type_ids)
     first_ms = (time.perf_counter() - start) * 1000
@@ -59,7 +59,7 @@ def bench(
     rows = []
     for index, length in enumerate(lengths):
         tokenize_start = time.perf_counter()
-        encoded = _text_of_length(session, corpus, length)
+        encoded = text_of_length(session.encoder, corpus, length)
         tokenize_ms = (time.perf_counter() - tokenize_start) * 1000
         feeds = session.feeds(encoded.ids, encoded.type_ids)
         for _ in range(warmup):
@@ -97,13 +97,13 @@ def bench(
     }
 
 
-def _text_of_length(session: BundleSession, corpus: list[str], length: int) -> Encoded:
+def text_of_length(encoder: TextEncoder, corpus: list[str], length: int) -> Encoded:
     """A real text truncated to exactly ``length`` tokens; short texts are joined until long enough."""
     for text in corpus:
-        encoded = session.encoder.encode(text, max_length=length)
+        encoded = encoder.encode(text, max_length=length)
         if len(encoded.ids) == length:
             return encoded
-    encoded = session.encoder.encode(" ".join(corpus), max_length=length)
+    encoded = encoder.encode(" ".join(corpus), max_length=length)
     if len(encoded.ids) < length:
         raise InputError(f"the bench texts hold only {len(encoded.ids)} tokens in all; {length} are needed")
     return encoded

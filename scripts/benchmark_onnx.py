@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from edge_bert.backends.ort import OrtBackend
+from edge_bert.bench import text_of_length
 from edge_bert.bundle import open_bundle
 from edge_bert.converters.convert import convert
 from edge_bert.converters.loading import default_model_path, load_model
@@ -81,18 +82,6 @@ def sst2_texts(limit: int = PARITY_TEXTS) -> list[str]:
     """First ``limit`` SST-2 dev sentences; header ``text\\tlabel``, the label is after the LAST tab."""
     lines = SST2_DEV.resolve().read_text(encoding="utf-8").splitlines()[1:]
     return [line.rpartition("\t")[0].strip() for line in lines if line.strip()][:limit]
-
-
-def text_of_length(encoder: TextEncoder, corpus: list[str], length: int) -> Encoded:
-    """Same rule as edge_bert.bench._text_of_length: the first real text of >= L tokens, cut to exactly L."""
-    for text in corpus:
-        encoded = encoder.encode(text, max_length=length)
-        if len(encoded.ids) == length:
-            return encoded
-    encoded = encoder.encode(" ".join(corpus), max_length=length)
-    if len(encoded.ids) != length:
-        raise SystemExit(f"the bench texts hold only {len(encoded.ids)} tokens; {length} are needed")
-    return encoded
 
 
 def make_distilbert() -> Path:
@@ -214,7 +203,7 @@ def time_variants(variants: list[Variant], feeds: dict[int, Feeds], args: argpar
         if (round_index + 1) % 10 == 0:
             log(f"round {round_index + 1}/{args.warmup + args.runs}")
     for variant, by_length in zip(timed, samples, strict=True):
-        variant.latency = {n: latency_stats(s) for n, s in by_length.items()}
+        variant.latency = {n: {**latency_stats(s), "samples_ms": s} for n, s in by_length.items()}
 
 
 def bench_model(key: str, source: Path, outcomes: list[dict], args: argparse.Namespace, peer: dict | None) -> dict:
@@ -387,8 +376,15 @@ def main() -> None:
         "parity_texts": PARITY_TEXTS, "models": keys,
     }  # fmt: skip
     versions = {"python": sys.version.split()[0], **{d: version(d) for d in TOOLS}}
-    report = {"schema": "edge-bert/benchmark-onnx/v1", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "machine": machine, "versions": versions, "settings": settings, "peer": peer, "results": results}
+    report = {
+        "schema": "edge-bert/benchmark-onnx/v1",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine,
+        "versions": versions,
+        "settings": settings,
+        "peer": peer,
+        "results": results,
+    }
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")

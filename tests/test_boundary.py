@@ -19,7 +19,13 @@ def runner_modules() -> list[str]:
 
 def test_runner_modules_are_found():
     modules = runner_modules()
-    for expected in ("edge_bert.cli", "edge_bert.validate", "edge_bert.bench", "edge_bert.backends.ort"):
+    for expected in (
+        "edge_bert.cli",
+        "edge_bert.validate",
+        "edge_bert.bench",
+        "edge_bert.backends.ort",
+        "edge_bert.backends.litert",
+    ):
         assert expected in modules
 
 

@@ -111,21 +111,14 @@ def test_inspect_and_targets(cli_bundles):
         assert name in result.output
 
 
-def test_profile_asking_for_tflite_says_so(tiny_models, tmp_path):
-    result = runner.invoke(
-        app,
-        [
-            "convert",
-            str(tiny_models["bert"]),
-            "--target",
-            "rpi4",
-            "--out",
-            str(tmp_path),
-            "--recipe",
-            "fp32",
-            "--format",
-            "tflite",
-        ],
-    )
-    assert result.exit_code == 2
-    assert "cannot produce ['tflite'] yet" in result.output
+def test_convert_tflite_and_inspect(tiny_models, tmp_path):
+    """--format tflite produces a LiteRT bundle (issue #3), and inspect shows its signatures."""
+    pytest.importorskip("litert_torch", reason="the tflite extra is not installed")
+    profile = Path(__file__).parent / "profiles" / "tiny-random-tflite.toml"
+    args = ["convert", str(tiny_models["distilbert"]), "--target", str(profile), "--out", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--recipe", "fp32", "--format", "tflite"])
+    assert result.exit_code == 0, result.output
+    bundle = next(tmp_path.glob("*-fp32"))
+    result = runner.invoke(app, ["inspect", str(bundle)])
+    assert result.exit_code == 0, result.output
+    assert "litert-torch" in result.output and "seq_16" in result.output

@@ -14,6 +14,7 @@ from edge_bert.errors import BundleError
 #: format -> (module, class, pip extra that installs the runtime)
 _BACKENDS = {
     "onnx": ("edge_bert.backends.ort", "OrtBackend", "onnx"),
+    "tflite": ("edge_bert.backends.litert", "LiteRtBackend", "litert"),
 }
 
 

@@ -28,6 +28,7 @@ Log = Callable[[str], None]
 #: format name -> (module, class, pip extra that installs its toolchain)
 _FORMATS = {
     "onnx": ("edge_bert.converters.onnx_format", "OnnxFormat", "convert"),
+    "tflite": ("edge_bert.converters.tflite_format", "TfliteFormat", "tflite"),
 }
 
 

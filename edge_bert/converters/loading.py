@@ -68,7 +68,9 @@ def load_model(
     task = task or infer_task(getattr(config, "architectures", None))
     spec = task_config(task)
     try:
-        model = getattr(transformers, spec.auto_class).from_pretrained(source, use_safetensors=True, **kwargs)
+        model = getattr(transformers, spec.auto_class).from_pretrained(
+            source, use_safetensors=True, attn_implementation=arch.attn_implementation, **kwargs
+        )
     except (OSError, ValueError) as exc:
         raise ConversionError(
             f"cannot load {source!r} for {task} from safetensors weights: {exc} "

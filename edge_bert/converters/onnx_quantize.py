@@ -41,17 +41,23 @@ _EXTRA = {"DefaultTensorType": onnx.TensorProto.FLOAT}
 Feeds = dict[str, np.ndarray]
 
 
-def optimize(src: Path, dst: Path, arch: ArchitectureConfig, config: Any) -> dict[str, int] | None:
+def optimize(
+    src: Path, dst: Path, arch: ArchitectureConfig, config: Any, fuse_attention: bool = True
+) -> dict[str, int] | None:
     """Apply onnxruntime's transformer fusions; returns the fused-op counts, or None if not applicable."""
     if arch.ort_optimizer_type is None:
         return None
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions(arch.ort_optimizer_type)
+    options.enable_attention = fuse_attention
     model = optimize_model(
         str(src),
         model_type=arch.ort_optimizer_type,
         num_heads=int(getattr(config, arch.heads_attr, 0)),
         hidden_size=int(getattr(config, arch.hidden_attr, 0)),
+        optimization_options=options,
         opt_level=0,
     )
     fused = {op: n for op, n in model.get_fused_operator_statistics().items() if n}

@@ -20,6 +20,9 @@ class ArchitectureConfig:
         TorchScript first: measured ≤1e-8 max-abs on all four families, 20x faster than dynamo,
         and onnxruntime's transformer optimizer's shape inference fails on dynamo graphs.
     ort_optimizer_type: model_type for onnxruntime.transformers.optimizer, None to skip fusions.
+    attn_implementation: attention code path to export. "eager" traces the explicit softmax(QK^T)V
+        subgraph that onnxruntime's optimizer recognises and fuses into its Attention op (and int8
+        QAttention); transformers 5's default SDPA path exports a shape the optimizer does not fuse.
     heads_attr / hidden_attr: config attributes the optimizer needs (names differ per family).
     """
 
@@ -27,6 +30,7 @@ class ArchitectureConfig:
     inputs: tuple[str, ...]
     exporters: tuple[str, ...] = ("torchscript", "dynamo")
     ort_optimizer_type: str | None = "bert"
+    attn_implementation: str = "eager"
     heads_attr: str = "num_attention_heads"
     hidden_attr: str = "hidden_size"
     notes: str = ""

@@ -1,0 +1,92 @@
+"""LiteRT (.tflite): litert-torch export (parity-checked, builtin ops only), AI Edge Quantizer recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge_bert.backends.litert import LiteRtBackend
+from edge_bert.converters.formats import Log, ModelFormat
+from edge_bert.converters.onnx_export import EXPORT_ATOL
+from edge_bert.converters.tflite_export import check_builtin_ops, convert_tflite, measure_parity
+from edge_bert.converters.tflite_extras import (
+    android_md,
+    case_texts,
+    signature_details,
+    write_tokenizer_cases,
+    write_vocab,
+)
+from edge_bert.converters.tflite_quantize import quantize
+from edge_bert.errors import BundleError, ConversionError, ProfileError
+from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
+
+
+class TfliteFormat(ModelFormat):
+    name = "tflite"
+    runtime = "litert"
+    model_file = "model.tflite"
+    input_dtype = "int32"
+
+    @classmethod
+    def static_lengths(cls, profile: TargetProfile, spec: FormatSpec) -> list[int] | None:
+        """litert-torch cannot export a dynamic sequence axis: the profile's lengths, one signature each."""
+        lengths = spec.options.get("seq_lengths") or [profile.shapes.max_length]
+        try:
+            return sorted({int(n) for n in lengths})
+        except (TypeError, ValueError) as exc:
+            raise ProfileError(f"[tflite] seq_lengths must be a list of integers, not {lengths!r}") from exc
+
+    def export(self, log: Log) -> dict[str, Any]:
+        job = self.job
+        lengths = self.seq_lengths() or []
+        # the golden set is truncated to the longest signature (convert.py caps max_length at it)
+        fp32 = job.work / "model_fp32.tflite"
+        log(f"exporting {job.loaded.arch.model_type} ({job.loaded.task}) to LiteRT, signatures {lengths}")
+        try:
+            convert_tflite(job.graph, job.loaded.arch.inputs, job.task.outputs, lengths, fp32)
+        except Exception as exc:  # litert-torch raises many unrelated types (torch.export, MLIR lowering)
+            raise ConversionError(
+                f"litert-torch could not convert this model: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            ) from exc
+        ops = check_builtin_ops(fp32)
+        metrics = measure_parity(
+            fp32, job.golden, job.loaded.arch.inputs, job.task.primary_output, job.classification, lengths
+        )
+        if not (metrics["finite"] and metrics["max_abs_error"] <= EXPORT_ATOL):
+            raise ConversionError(
+                f"LiteRT export failed its parity check against PyTorch: max-abs error "
+                f"{metrics['max_abs_error']:.3g} > atol {EXPORT_ATOL} (worst signature); nothing written"
+            )
+        self._base = fp32
+        self._signatures = signature_details(fp32)
+        return {"exporter": "litert-torch", "atol": EXPORT_ATOL, "parity": metrics, "ops": ops}
+
+    def produce(self, recipe: Recipe, dst: Path) -> dict[str, Any]:
+        job = self.job
+        settings = quantize(recipe, self._base, dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration)
+        check_builtin_ops(dst)  # the quantized ops must be builtin too
+        try:  # loads and runs every signature once; a failure here ends this recipe only
+            LiteRtBackend(dst, threads=2)
+        except BundleError as exc:
+            raise RuntimeError(f"the {recipe.name} model does not run: {exc}") from exc
+        return settings
+
+    def manifest_fields(self) -> dict[str, Any]:
+        fields = super().manifest_fields()
+        # batch is fixed at 1 in every signature
+        for spec in fields["inputs"]:
+            spec["shape"] = [1, spec["shape"][1]]
+        fields["shapes"]["signatures"] = self._signatures
+        return fields
+
+    def write_extras(self, staging: Path) -> None:
+        if not self.job.spec.options.get("app_extras", False):
+            return
+        job = self.job
+        write_vocab(job.loaded.tokenizer, staging / "vocab.txt")
+        texts = case_texts(job.golden.texts)
+        write_tokenizer_cases(job.loaded.tokenizer, texts, job.max_length, staging / "tokenizer_cases.jsonl")
+        lowercase = bool(getattr(job.loaded.tokenizer, "do_lower_case", False))
+        signatures = signature_details(staging / self.model_file)
+        title = staging.name[1:].rsplit(".", 2)[0]  # write_bundle stages in ".{bundle name}.{random}.tmp"
+        (staging / "ANDROID.md").write_text(android_md(title, signatures, lowercase, job.max_length), encoding="utf-8")
