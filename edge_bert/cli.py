@@ -221,9 +221,8 @@ def inspect(bundle: Path, json_out: JsonOpt = None) -> None:
         "inputs": ", ".join(f"{i['name']}:{i['dtype']}{i['shape']}" for i in m["inputs"]),
         "outputs": ", ".join(m["outputs"]) + f" (gated: {m['primary_output']})",
         "shapes": f"{m['shapes']['policy']}, max {m['shapes']['max_length']} tokens",
-        "export": f"{m['export']['exporter']}, opset {m['export'].get('opset')}, fusions {m['export'].get('fusions')}"
-        if m["format"] == "onnx"
-        else f"{m['export']['exporter']}, signatures {sorted(m['shapes'].get('signatures') or [])}",
+        "export": ", ".join(f"{k} {m['export'][k]}" for k in ("exporter", "opset", "fusions") if m["export"].get(k)),
+        "signatures": ", ".join(sorted(m["shapes"].get("signatures") or [])) or "-",
         "golden": f"{m['golden']['count']} texts",
         "tools": ", ".join(f"{k} {v}" for k, v in m["tools"].items()),
     }

@@ -183,7 +183,7 @@ def test_minilm_dynamic_int8_matches_sentence_transformers_and_ships_app_extras(
     )
     assert outcome.passed, outcome.error
     bundle = open_bundle(outcome.bundle)
-    assert bundle.seq_lengths == (32, 64, 128)
+    assert bundle.seq_lengths == (16, 32, 64, 128)
     session = BundleSession(bundle)
     unseen = [text for text, _ in sst2_dev(limit=16, offset=200)]
     ours = np.stack([session.run_text(text)[0]["sentence_embedding"][0] for text in unseen])
@@ -201,7 +201,7 @@ def test_minilm_dynamic_int8_matches_sentence_transformers_and_ships_app_extras(
     for case in cases:
         assert encoder.encode(case["text"]).ids.tolist() == case["input_ids"], case["text"]
     guide = (bundle.path / "ANDROID.md").read_text()
-    assert "seq_32" in guide and "runSignature" in guide and "sentence_embedding" in guide
+    assert "seq_16" in guide and "seq_128" in guide and "runSignature" in guide and "sentence_embedding" in guide
 
 
 def test_tflite_validate_and_bench_run_without_torch(converted):
