@@ -45,11 +45,14 @@ def cli_bundles(tiny_models, tmp_path_factory) -> Path:
 
 
 def test_convert_writes_named_bundles(cli_bundles):
-    assert sorted(p.name for p in cli_bundles.iterdir()) == ["tiny-tiny-random-dynamic-int8", "tiny-tiny-random-fp32"]
+    assert sorted(p.name for p in cli_bundles.iterdir()) == [
+        "tiny-tiny-random-onnx-dynamic-int8",
+        "tiny-tiny-random-onnx-fp32",
+    ]
 
 
 def test_validate_pass_table_and_json(cli_bundles):
-    bundle = cli_bundles / "tiny-tiny-random-fp32"
+    bundle = cli_bundles / "tiny-tiny-random-onnx-fp32"
     result = runner.invoke(app, ["validate", str(bundle)])
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output and "tokenizer reproduces golden ids" in result.output
@@ -63,14 +66,14 @@ def test_validate_gate_failure_exits_1(cli_bundles, tmp_path):
     strict = tmp_path / "strict.toml"
     strict.write_text(TINY_PROFILE.read_text().replace("max_rel_error = 0.4", "max_rel_error = 1e-9"))
     result = runner.invoke(
-        app, ["validate", str(cli_bundles / "tiny-tiny-random-dynamic-int8"), "--profile", str(strict)]
+        app, ["validate", str(cli_bundles / "tiny-tiny-random-onnx-dynamic-int8"), "--profile", str(strict)]
     )
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output
 
 
 def test_validate_unusable_bundle_exits_2(cli_bundles, tmp_path):
-    broken = Path(shutil.copytree(cli_bundles / "tiny-tiny-random-fp32", tmp_path / "broken"))
+    broken = Path(shutil.copytree(cli_bundles / "tiny-tiny-random-onnx-fp32", tmp_path / "broken"))
     (broken / "model.onnx").write_bytes(b"not a model")
     result = runner.invoke(app, ["validate", str(broken)])
     assert result.exit_code == 2
@@ -83,7 +86,7 @@ def test_bench_json(cli_bundles, tmp_path):
         app,
         [
             "bench",
-            str(cli_bundles / "tiny-tiny-random-dynamic-int8"),
+            str(cli_bundles / "tiny-tiny-random-onnx-dynamic-int8"),
             "--runs",
             "3",
             "--warmup",
@@ -104,7 +107,7 @@ def test_bench_json(cli_bundles, tmp_path):
 
 
 def test_inspect_and_targets(cli_bundles):
-    result = runner.invoke(app, ["inspect", str(cli_bundles / "tiny-tiny-random-fp32")])
+    result = runner.invoke(app, ["inspect", str(cli_bundles / "tiny-tiny-random-onnx-fp32")])
     assert result.exit_code == 0 and "distilbert" in result.output and "sha256" in result.output
     result = runner.invoke(app, ["targets"])
     for name in ("x86", "x86-vnni", "rpi4", "rpi5", "android"):

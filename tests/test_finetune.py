@@ -38,7 +38,7 @@ def test_readers_parse_real_files() -> None:
     assert {k: len(v) for k, v in sst2.items()} == {"train": 67349, "dev": 872}
     assert {label for _, label in sst2["dev"]} == {"negative", "positive"}
     assert sum(label == "positive" for _, label in sst2["dev"]) == 444
-    assert all(text and "\t" not in text[-1:] for text, _ in sst2["train"])
+    assert sst2["train"][0] == ("hide new secretions from the parental units", "negative")
 
 
 def test_cached_path_matches_standard_forward() -> None:

@@ -61,7 +61,7 @@ def test_all_recipes_pass_their_shipped_gates(minilm_bundles):
 
 
 def test_manifest_describes_the_real_model(minilm_bundles):
-    manifest = open_bundle(minilm_bundles["all-minilm-l6-v2-x86-fp32"].bundle).manifest
+    manifest = open_bundle(minilm_bundles["all-minilm-l6-v2-x86-onnx-fp32"].bundle).manifest
     assert manifest["model"]["architecture"] == "bert"
     assert manifest["model"]["task"] == "feature-extraction"
     assert manifest["model"]["parameters"] == 22_713_216
@@ -73,10 +73,10 @@ def test_manifest_describes_the_real_model(minilm_bundles):
 @pytest.mark.parametrize(
     ("bundle", "min_mean", "min_worst"),
     [
-        ("all-minilm-l6-v2-x86-fp32", 0.99999, 0.9999),
-        ("all-minilm-l6-v2-x86-dynamic-int8", 0.99, 0.97),
-        ("all-minilm-l6-v2-x86-static-int8", 0.99, 0.97),
-        ("all-minilm-l6-v2-x86-vnni-dynamic-int8", 0.99, 0.97),
+        ("all-minilm-l6-v2-x86-onnx-fp32", 0.99999, 0.9999),
+        ("all-minilm-l6-v2-x86-onnx-dynamic-int8", 0.99, 0.97),
+        ("all-minilm-l6-v2-x86-onnx-static-int8", 0.99, 0.97),
+        ("all-minilm-l6-v2-x86-vnni-onnx-dynamic-int8", 0.99, 0.97),
     ],
 )
 def test_embeddings_match_sentence_transformers_on_unseen_sst2(minilm_bundles, unseen, bundle, min_mean, min_worst):
@@ -89,6 +89,6 @@ def test_embeddings_match_sentence_transformers_on_unseen_sst2(minilm_bundles, u
 
 
 def test_int8_is_a_quarter_of_fp32(minilm_bundles):
-    fp32 = minilm_bundles["all-minilm-l6-v2-x86-fp32"].model_bytes
-    for name in ("all-minilm-l6-v2-x86-dynamic-int8", "all-minilm-l6-v2-x86-static-int8"):
+    fp32 = minilm_bundles["all-minilm-l6-v2-x86-onnx-fp32"].model_bytes
+    for name in ("all-minilm-l6-v2-x86-onnx-dynamic-int8", "all-minilm-l6-v2-x86-onnx-static-int8"):
         assert minilm_bundles[name].model_bytes <= 0.26 * fp32, name

@@ -169,7 +169,7 @@ def test_fp16_overflow_is_caught_by_the_gate_and_not_written(tmp_path, sst2_text
     assert not fp16.passed and fp16.bundle is None
     assert fp16.parity["finite"] == 0.0
     assert "failed its parity gate" in fp16.error and "nan" in fp16.error.lower()
-    assert not (tmp_path / "out" / "src-tiny-random-tflite-fp16").exists()
+    assert not (tmp_path / "out" / "src-tiny-random-tflite-tflite-fp16").exists()
 
 
 def test_minilm_dynamic_int8_matches_sentence_transformers_and_ships_app_extras(tmp_path):

@@ -119,7 +119,7 @@ def convert(
             fmt = classes[spec.name](ExportJob(loaded, graph, golden, profile, spec, work, limit, calibration))
             export = fmt.export(log)
             for recipe in _recipes(spec, recipes):
-                final = out / f"{name}-{profile.name}-{recipe.name}"
+                final = out / f"{name}-{profile.name}-{spec.name}-{recipe.name}"
                 outcomes.append(_produce_bundle(fmt, recipe, export, final, name, overwrite, log))
     return outcomes
 
