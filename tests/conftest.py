@@ -85,6 +85,29 @@ def save_tiny_model(model_type: str, out: Path, task: str = "text-classification
     return out
 
 
+def run_cli_without_frameworks(*commands: list[str]) -> str:
+    """Run edge-bert CLI commands in a fresh interpreter in which importing torch, transformers,
+    tensorflow or jax raises: what a device without them would do. Returns stdout; fails on any exit != 0."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers', 'tensorflow', 'jax'):\n"
+        "            raise ImportError('blocked for this test: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from edge_bert.cli import app\n"
+        f"for argv in {[list(c) for c in commands]!r}:\n"
+        "    sys.argv = ['edge-bert', *argv]\n"
+        "    try:\n        app()\n    except SystemExit as e:\n        assert e.code in (0, None), (argv, e.code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-models")

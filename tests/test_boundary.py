@@ -47,24 +47,12 @@ def test_validate_and_bench_run_without_torch(tmp_path):
     from edge_bert.converters.convert import convert
 
     source = tmp_path / "model"
-    from conftest import save_tiny_model
+    from conftest import run_cli_without_frameworks, save_tiny_model
 
     save_tiny_model("distilbert", source)
     (outcome,) = convert(str(source), TINY_PROFILE, tmp_path / "out", recipes=["dynamic-int8"], log=lambda _: None)
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
-        "            raise ImportError('blocked for this test: ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "from edge_bert.cli import app\n"
-        f"sys.argv = ['edge-bert', 'validate', {str(outcome.bundle)!r}]\n"
-        "try:\n    app()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-        f"sys.argv = ['edge-bert', 'bench', {str(outcome.bundle)!r}, '--runs', '3', '--warmup', '1',"
-        " '--seq-lengths', '16']\n"
-        "try:\n    app()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+    bundle = str(outcome.bundle)
+    stdout = run_cli_without_frameworks(
+        ["validate", bundle], ["bench", bundle, "--runs", "3", "--warmup", "1", "--seq-lengths", "16"]
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "PASS" in result.stdout and "p50" in result.stdout
+    assert "PASS" in stdout and "p50" in stdout

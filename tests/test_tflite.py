@@ -4,13 +4,11 @@ Flex/custom-op rejection, broken-output rejection, and real MiniLM weights. Real
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LABELS, save_tiny_model
+from conftest import LABELS, run_cli_without_frameworks, save_tiny_model
 
 pytest.importorskip("litert_torch", reason="the tflite extra is not installed")
 
@@ -207,18 +205,5 @@ def test_minilm_dynamic_int8_matches_sentence_transformers_and_ships_app_extras(
 def test_tflite_validate_and_bench_run_without_torch(converted):
     """The device side: ai-edge-litert + tokenizers + numpy, with torch/transformers/tensorflow blocked."""
     bundle = str(converted["distilbert"]["dynamic-int8"].bundle)
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'transformers', 'tensorflow', 'jax'):\n"
-        "            raise ImportError('blocked for this test: ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "from edge_bert.cli import app\n"
-        f"for argv in (['validate', {bundle!r}], ['bench', {bundle!r}, '--runs', '3', '--warmup', '1']):\n"
-        "    sys.argv = ['edge-bert', *argv]\n"
-        "    try:\n        app()\n    except SystemExit as e:\n        assert e.code in (0, None), e.code\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "PASS" in result.stdout and "p50" in result.stdout
+    stdout = run_cli_without_frameworks(["validate", bundle], ["bench", bundle, "--runs", "3", "--warmup", "1"])
+    assert "PASS" in stdout and "p50" in stdout
