@@ -177,7 +177,9 @@ def write_bundle(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return open_bundle(final)
+    # the files were just hashed (and accept() verified them); a rename changes no content, so read
+    # back the manifest instead of hashing every file a second time
+    return Bundle(final.resolve(), json.loads((final / MANIFEST).read_text(encoding="utf-8")))
 
 
 def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
