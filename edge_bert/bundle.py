@@ -84,6 +84,14 @@ class Bundle:
     def max_length(self) -> int:
         return int(self.manifest["shapes"]["max_length"])
 
+    def eval_reference(self) -> dict[str, np.ndarray] | None:
+        """fp32 outputs on the convert-time evaluation texts (keyed by text hash), if the bundle has them."""
+        info = self.manifest.get("eval")
+        if not info:
+            return None
+        with np.load(self.path / info["file"], allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+
     def golden(self) -> dict[str, np.ndarray]:
         """The golden inputs/outputs; plain arrays only (never unpickled)."""
         with np.load(self.path / self.manifest["golden_file"], allow_pickle=False) as data:

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
 from edge_bert.errors import EdgeBertError
 from edge_bert.profiles import list_profiles, load_profile
-from edge_bert.report import bench_table, console, machine_line, validation_table, write_json
+from edge_bert.report import bench_table, console, machine_line, validation_table, write_json, write_reports
 
 app = typer.Typer(
     add_completion=False,
@@ -23,10 +24,16 @@ app = typer.Typer(
 
 JsonOpt = Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to PATH ('-' = stdout).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="Runtime threads (default: the bundle's profile).")]
+TextColumnOpt = Annotated[Optional[str], typer.Option(help="Text column of the data (default: text, sentence, ...).")]
+LabelColumnOpt = Annotated[Optional[str], typer.Option(help="Label column of the data (default: label, intent, ...).")]
+SplitOpt = Annotated[
+    Optional[str], typer.Option(help="Split: a key of a .json file (e.g. test) or of a hub dataset (validation).")
+]
+LimitOpt = Annotated[Optional[int], typer.Option(help="Use only the first N rows of the data.")]
 
 
 def _fail(exc: EdgeBertError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
     return typer.Exit(2)
 
 
@@ -63,6 +70,14 @@ def convert(
     recipe: Annotated[Optional[list[str]], typer.Option(help="Only these recipes (repeatable).")] = None,
     texts: Annotated[Optional[Path], typer.Option(help="Golden texts (.txt/.tsv/.jsonl); default: built-in.")] = None,
     calibration_data: Annotated[Optional[Path], typer.Option(help="Texts for static int8 calibration.")] = None,
+    eval_data: Annotated[
+        Optional[str],
+        typer.Option(help="Labelled data (.tsv/.csv/.jsonl/.json or hub dataset id): gate task accuracy vs fp32."),
+    ] = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    split: SplitOpt = None,
+    eval_limit: LimitOpt = None,
     max_length: Annotated[Optional[int], typer.Option(help="Token limit (default: the profile's).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Bundle name prefix (default: from MODEL).")] = None,
     revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).")] = None,
@@ -82,6 +97,7 @@ def convert(
         recipes=recipe,
         texts=texts,
         calibration_data=calibration_data,
+        eval_data=_read_data(eval_data, text_column, label_column, split, eval_limit),
         max_length=max_length,
         name=name,
         revision=revision,
@@ -91,6 +107,18 @@ def convert(
     )
     if not all(o.passed for o in outcomes):
         raise typer.Exit(1)
+
+
+def _read_data(location: Optional[str], text_column, label_column, split, limit):
+    """Labelled data for convert --eval-data / validate --data (None when not asked for)."""
+    if location is None:
+        return None
+    from edge_bert.evaldata import read_labelled
+
+    try:
+        return read_labelled(location, text_column, label_column, split, limit)
+    except EdgeBertError as exc:
+        raise _fail(exc) from exc
 
 
 def _convert(model: Optional[str], target: str, out: Path, **options) -> list:
@@ -115,10 +143,14 @@ def _convert(model: Optional[str], target: str, out: Path, **options) -> list:
     except EdgeBertError as exc:
         raise _fail(exc) from exc
     table = Table(title=f"convert → {out}")
-    for column in ("format", "recipe", "model MB", "mean cosine", "worst cosine", "top-1", "verdict", "bundle"):
+    columns = ["format", "recipe", "model MB", "mean cosine", "worst cosine", "top-1"]
+    with_accuracy = any(o.accuracy for o in outcomes)
+    columns += ["accuracy", "% of fp32"] if with_accuracy else []
+    for column in (*columns, "verdict", "bundle"):
         table.add_column(column)
     for o in outcomes:
-        p = o.parity or {}
+        p, a = o.parity or {}, o.accuracy or {}
+        task_cells = [_f(a.get("accuracy", a.get("knn_accuracy"))), _f(a.get("accuracy_pct_of_fp32"), 2)]
         table.add_row(
             o.format,
             o.recipe,
@@ -126,6 +158,7 @@ def _convert(model: Optional[str], target: str, out: Path, **options) -> list:
             _f(p.get("mean_cosine")),
             _f(p.get("worst_cosine")),
             _f(p.get("top1_agreement")),
+            *(task_cells if with_accuracy else []),
             "[green]written[/green]" if o.passed else f"[red]{o.error}[/red]",
             str(o.bundle or "-"),
         )
@@ -133,8 +166,8 @@ def _convert(model: Optional[str], target: str, out: Path, **options) -> list:
     return outcomes
 
 
-def _f(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:.5f}"
+def _f(value: Optional[float], digits: int = 5) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 @app.command()
@@ -145,20 +178,41 @@ def validate(
     profile: Annotated[
         Optional[str], typer.Option(help="Gate with this profile's recipe gates instead of the bundle's.")
     ] = None,
+    data: Annotated[
+        Optional[str], typer.Option(help="Labelled data (.tsv/.csv/.jsonl/.json or hub id): task accuracy vs fp32.")
+    ] = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    split: SplitOpt = None,
+    limit: LimitOpt = None,
+    report_dir: Annotated[Path, typer.Option(help="Where the JSON + Markdown report go.")] = Path("reports"),
+    plot: Annotated[bool, typer.Option(help="Also draw PNG charts (needs matplotlib).")] = False,
 ) -> None:
-    """On the device: checksums, tokenizer and parity against the golden outputs. Exit 0 pass, 1 fail, 2 unusable."""
+    """On the device: checksums, tokenizer, parity against the golden outputs and, with --data, task accuracy
+    as % of fp32. Writes REPORT_DIR/BUNDLE.validate.{json,md}. Exit 0 pass, 1 fail, 2 unusable."""
     from edge_bert.validate import validate as run_validate
 
+    labelled = _read_data(data, text_column, label_column, split, limit)
     try:
         gates = None
         if profile:
             manifest = json.loads((bundle / "manifest.json").read_text())
             gates = load_profile(profile).formats[manifest["format"]].recipe(manifest["recipe"]["name"]).gates
-        result = run_validate(bundle, gates=gates, threads=threads)
+        with Progress(console=console, transient=True, disable=json_out == "-") as progress:
+            task = progress.add_task("evaluating", total=None)
+            result = run_validate(
+                bundle,
+                gates=gates,
+                threads=threads,
+                data=labelled,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        files = write_reports(result, report_dir, plot)
     except (EdgeBertError, OSError, KeyError) as exc:
         raise _fail(exc if isinstance(exc, EdgeBertError) else EdgeBertError(f"{bundle}: {exc}")) from exc
     if json_out != "-":
         console.print(validation_table(result))
+        console.print(f"[dim]report: {', '.join(str(f) for f in files)}[/dim]", highlight=False)
     write_json(result, json_out)
     raise typer.Exit(0 if result["passed"] else 1)
 
@@ -253,6 +307,7 @@ def run(
         recipes=None,
         texts=None,
         calibration_data=None,
+        eval_data=None,
         max_length=None,
         name=None,
         revision=None,

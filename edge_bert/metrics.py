@@ -7,11 +7,22 @@ import numpy as np
 from edge_bert.profiles import Gates
 
 
+def relative_errors(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per-sample ||y - ref|| / max(||ref||, median ||ref|| of the set) (see ``parity``)."""
+    out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+    ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    ref_norm = np.linalg.norm(ref, axis=1)
+    return np.linalg.norm(out - ref, axis=1) / np.maximum(ref_norm, max(float(np.median(ref_norm)), 1e-12))
+
+
 def parity(outputs: np.ndarray, reference: np.ndarray, classification: bool) -> dict[str, float | None]:
     """Per-sample comparison of ``outputs`` with ``reference`` (both shaped [samples, ...]).
 
     Cosine and relative error are per sample (a sentence embedding or a logits row), then
     summarised: mean and worst cosine, worst relative L2 error, max element-wise absolute error.
+    The relative error divides by the sample's norm or, if larger, the median norm of the set: a
+    classifier's logits near its decision boundary can be ~0, and a tiny absolute error there is
+    not a 300% error of the model.
     """
     out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
     ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
@@ -23,7 +34,7 @@ def parity(outputs: np.ndarray, reference: np.ndarray, classification: bool) -> 
     out_norm = np.linalg.norm(out, axis=1)
     denom = np.maximum(ref_norm * out_norm, 1e-12)
     cosine = np.where(finite, np.sum(out * ref, axis=1) / denom, np.nan)
-    rel = np.linalg.norm(diff, axis=1) / np.maximum(ref_norm, 1e-12)
+    rel = relative_errors(out, ref)
     result: dict[str, float | None] = {
         "samples": float(len(out)),
         "finite": float(finite),

@@ -27,14 +27,24 @@ class Gates:
     """Parity gates between a bundle's outputs and the fp32 PyTorch reference.
 
     ``min_cosine`` is on the mean per-sample cosine, ``min_worst_cosine`` on the worst sample,
-    ``max_rel_error`` on the worst per-sample relative L2 error ||y - ref|| / ||ref||.
+    ``max_rel_error`` on the worst per-sample relative L2 error ||y - ref|| / ||ref|| (with the set's
+    median ||ref|| as the floor of the denominator, see metrics.parity).
     ``min_top1_agreement`` applies to classification only.
+
+    On labelled evaluation data (``--eval-data``/``--data``): ``min_accuracy_pct_of_fp32`` is the
+    bundle's accuracy (k-NN accuracy for embeddings) as % of the fp32 model's on the same texts -
+    99 is the MLPerf edge rule for BERT; ``min_prediction_agreement`` is the share of texts whose
+    predicted class equals fp32's; ``min_neighbour_recall`` the share whose nearest other text under
+    fp32 (by embedding cosine) is among the bundle's 5 nearest.
     """
 
     min_top1_agreement: float = 0.99
     min_cosine: float = 0.99
     min_worst_cosine: float = 0.97
     max_rel_error: float = 0.25
+    min_accuracy_pct_of_fp32: float = 99.0
+    min_prediction_agreement: float = 0.97
+    min_neighbour_recall: float = 0.95
 
     def merged(self, override: dict[str, Any] | None) -> Gates:
         if not override:

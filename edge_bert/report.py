@@ -56,6 +56,7 @@ def validation_table(result: dict[str, Any]) -> Table:
     )
     parity = result["parity"]
     table.add_row("max abs error", _fmt(parity["max_abs_error"]), "", "")
+    accuracy_rows(table, result)
     for name, gate in result["gates"].items():
         table.add_row(
             name.removeprefix("min_").removeprefix("max_").replace("_", " "),
@@ -64,6 +65,41 @@ def validation_table(result: dict[str, Any]) -> Table:
             "pass" if gate["pass"] else "[red]fail[/red]",
         )
     return table
+
+
+def accuracy_rows(table: Table, result: dict[str, Any]) -> None:
+    """The task-accuracy lines of the validate table (gated values appear with their gates)."""
+    evaluation = result.get("accuracy") or {}
+    metrics = evaluation.get("metrics") or {}
+    for label, key, ref in (
+        ("accuracy (fp32)", "accuracy", "fp32_accuracy"),
+        ("macro-F1 (fp32)", "macro_f1", "fp32_macro_f1"),
+        ("k-NN accuracy (fp32)", "knn_accuracy", "fp32_knn_accuracy"),
+    ):
+        if key in metrics:
+            table.add_row(label, f"{metrics[key]:.4f} ({_fmt(metrics.get(ref))})", "", "")
+    if metrics.get("worst_classes"):
+        worst = ", ".join(f"{c['label']} -{100 * c['drop']:.1f}pt" for c in metrics["worst_classes"][:3])
+        table.add_row("classes that lost most", worst, "", "")
+    for note in evaluation.get("notes", []):
+        table.add_row("note", note, "", "")
+
+
+def write_reports(result: dict[str, Any], out_dir: Path, plot: bool = False) -> list[Path]:
+    """``BUNDLE.validate.json`` + ``.md`` (and PNGs with ``plot``) under ``out_dir``; returns the paths."""
+    from edge_bert.markdown import validation_markdown
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{result['bundle']}.validate"
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    write_json(result, str(json_path))
+    md_path.write_text(validation_markdown(result), encoding="utf-8")
+    files = [json_path, md_path]
+    if plot:
+        from edge_bert.plots import write_plots
+
+        files += write_plots(result, out_dir, stem)
+    return files
 
 
 def bench_table(result: dict[str, Any]) -> Table:

@@ -20,12 +20,15 @@ from typing import Any
 import numpy as np
 
 from edge_bert import __version__
+from edge_bert.accuracy import summary
 from edge_bert.bundle import check_writable_dir, write_bundle
+from edge_bert.converters.eval_reference import EvalReference, check_labels, make_eval_reference
 from edge_bert.converters.formats import ExportJob, ModelFormat, format_class, producible_formats
 from edge_bert.converters.golden import make_golden, tokenize
 from edge_bert.converters.loading import DEFAULT_MODEL_NAME, default_model_path, load_model
 from edge_bert.converters.tasks import build_graph, task_config
 from edge_bert.errors import ConversionError, EdgeBertError, InputError
+from edge_bert.evaldata import LabelledData
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile, load_profile
 from edge_bert.textdata import builtin_texts
 from edge_bert.validate import validate
@@ -65,6 +68,7 @@ class RecipeOutcome:
     model_bytes: int | None
     seconds: float
     error: str | None = None
+    accuracy: dict[str, Any] | None = None  # headline task metrics on --eval-data
 
 
 def convert(
@@ -77,6 +81,7 @@ def convert(
     recipes: list[str] | None = None,
     texts: list[str] | None = None,
     calibration_texts: list[str] | None = None,
+    eval_data: LabelledData | None = None,
     max_length: int | None = None,
     name: str | None = None,
     overwrite: bool = False,
@@ -104,12 +109,21 @@ def convert(
     static = [max(n) for spec in specs if (n := classes[spec.name].static_lengths(profile, spec))]
     limits = [max_length, profile.shapes.max_length, getattr(loaded.config, "max_position_embeddings", None), *static]
     limit = min(int(n) for n in limits if n)
+    if eval_data is not None:
+        check_labels(eval_data, loaded.task, loaded.labels)
     graph = build_graph(loaded.task, loaded.model, loaded.pooling, loaded.normalize)
     golden = make_golden(graph, loaded.tokenizer, texts, loaded.arch.inputs, limit)
     if golden.truncated:
         log(f"{len(golden.truncated)} golden text(s) longer than {limit} tokens were truncated")
     ids, types, _ = tokenize(loaded.tokenizer, calibration_texts or golden.texts + builtin_texts("paragraphs"), limit)
     calibration = [(np.asarray(i, np.int64), np.asarray(t, np.int64)) for i, t in zip(ids, types, strict=True)]
+    reference = None
+    if eval_data is not None:
+        log(f"fp32 reference on {len(eval_data)} evaluation texts ({eval_data.source.get('name') or eval_data.source})")
+        reference = make_eval_reference(
+            graph, loaded.tokenizer, eval_data, loaded.arch.inputs, limit, loaded.task, loaded.labels
+        )
+        log(f"fp32 on the evaluation data: {reference.fp32 or 'no labels'}")
 
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="edge-bert-") as work_dir:
@@ -120,7 +134,7 @@ def convert(
             export = fmt.export(log)
             for recipe in _recipes(spec, recipes):
                 final = out / f"{name}-{profile.name}-{spec.name}-{recipe.name}"
-                outcomes.append(_produce_bundle(fmt, recipe, export, final, name, overwrite, log))
+                outcomes.append(_produce_bundle(fmt, recipe, export, final, reference, overwrite, log))
     return outcomes
 
 
@@ -146,17 +160,23 @@ def _recipes(spec: FormatSpec, names: list[str] | None) -> list[Recipe]:
 
 
 def _produce_bundle(
-    fmt: ModelFormat, recipe: Recipe, export: dict[str, Any], final: Path, name: str, overwrite: bool, log: Log
+    fmt: ModelFormat,
+    recipe: Recipe,
+    export: dict[str, Any],
+    final: Path,
+    reference: EvalReference | None,
+    overwrite: bool,
+    log: Log,
 ) -> RecipeOutcome:
     start = time.perf_counter()
     log(f"recipe {recipe.name}: producing {final.name}")
     model_file = fmt.job.work / f"{recipe.name}-{fmt.model_file}"
 
-    def outcome(bundle: Path | None, parity: dict[str, Any] | None, error: str | None = None) -> RecipeOutcome:
+    def outcome(bundle: Path | None, check: dict[str, Any] | None, error: str | None = None) -> RecipeOutcome:
         size = model_file.stat().st_size if model_file.exists() else None
-        return RecipeOutcome(
-            fmt.name, recipe.name, bundle, error is None, parity, size, time.perf_counter() - start, error
-        )
+        parity, accuracy = (check or {}).get("parity"), (check or {}).get("accuracy")
+        seconds = time.perf_counter() - start
+        return RecipeOutcome(fmt.name, recipe.name, bundle, error is None, parity, size, seconds, error, accuracy)
 
     try:
         settings = fmt.produce(recipe, model_file)
@@ -176,20 +196,29 @@ def _produce_bundle(
         if loaded.labels:
             (staging / "labels.txt").write_text("\n".join(loaded.labels) + "\n", encoding="utf-8")
         fmt.write_extras(staging)
-        return _manifest(fmt, recipe, settings, export, final.name)
+        manifest = _manifest(fmt, recipe, settings, export, final.name)
+        if reference is not None:
+            reference.save(staging)
+            manifest["eval"] = reference.manifest()
+        return manifest
 
     def gate(staging: Path) -> dict[str, Any]:
-        result = validate(staging, gates=recipe.gates)
+        result = validate(staging, gates=recipe.gates, data=reference.data if reference else None)
         if not result["passed"]:
             raise GateFailure(result)
-        return {"conversion_check": {"parity": result["parity"], "gates": result["gates"]}}
+        check = {"parity": result["parity"], "gates": result["gates"]}
+        if result["accuracy"]:
+            check["accuracy"] = summary(result["accuracy"]["metrics"])
+        return {"conversion_check": check}
 
     try:
         bundle = write_bundle(final, populate, overwrite=overwrite, accept=gate)
     except GateFailure as failure:
         log(f"recipe {recipe.name}: {failure}")
-        return outcome(None, failure.result["parity"], str(failure))
-    return outcome(bundle.path, bundle.manifest["conversion_check"]["parity"])
+        result = failure.result
+        accuracy = summary(result["accuracy"]["metrics"]) if result.get("accuracy") else None
+        return outcome(None, {"parity": result["parity"], "accuracy": accuracy}, str(failure))
+    return outcome(bundle.path, bundle.manifest["conversion_check"])
 
 
 def _manifest(
