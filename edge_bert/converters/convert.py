@@ -21,11 +21,12 @@ import numpy as np
 
 from edge_bert import __version__
 from edge_bert.accuracy import summary
-from edge_bert.bundle import check_writable_dir, write_bundle
+from edge_bert.bundle import Bundle, check_writable_dir, write_bundle
 from edge_bert.converters.eval_reference import EvalReference, check_labels, make_eval_reference
 from edge_bert.converters.formats import ExportJob, ModelFormat, format_class, producible_formats
 from edge_bert.converters.golden import make_golden, tokenize
 from edge_bert.converters.loading import DEFAULT_MODEL_NAME, default_model_path, load_model
+from edge_bert.converters.rescue import rescue
 from edge_bert.converters.tasks import build_graph, task_config
 from edge_bert.errors import ConversionError, EdgeBertError, InputError
 from edge_bert.evaldata import LabelledData
@@ -46,6 +47,8 @@ _TOOLS = (
 )
 
 Log = Callable[[str], None]
+#: golden texts taken from --eval-data when no --texts are given
+GOLDEN_FROM_EVAL = 64
 
 
 class GateFailure(EdgeBertError):
@@ -69,6 +72,7 @@ class RecipeOutcome:
     seconds: float
     error: str | None = None
     accuracy: dict[str, Any] | None = None  # headline task metrics on --eval-data
+    rescue: dict[str, Any] | None = None  # nodes kept float to pass the gate, and their cost
 
 
 def convert(
@@ -85,6 +89,7 @@ def convert(
     max_length: int | None = None,
     name: str | None = None,
     overwrite: bool = False,
+    allow_rescue: bool = True,
     trust_remote_code: bool = False,
     revision: str | None = None,
     normalize: bool | None = None,
@@ -97,7 +102,8 @@ def convert(
     specs = _formats_to_produce(profile, formats, log)
     if task is not None:
         task_config(task)
-    texts = builtin_texts("sentences") if texts is None else texts
+    if texts is None:
+        texts = golden_sample(eval_data) if eval_data is not None else builtin_texts("sentences")
     if not texts:
         raise InputError("the text list is empty: golden references need at least one text")
     if source is None:
@@ -134,8 +140,16 @@ def convert(
             export = fmt.export(log)
             for recipe in _recipes(spec, recipes):
                 final = out / f"{name}-{profile.name}-{spec.name}-{recipe.name}"
-                outcomes.append(_produce_bundle(fmt, recipe, export, final, reference, overwrite, log))
+                outcomes.append(_produce_bundle(fmt, recipe, export, final, reference, overwrite, allow_rescue, log))
     return outcomes
+
+
+def golden_sample(data: LabelledData, count: int = GOLDEN_FROM_EVAL) -> list[str]:
+    """Golden texts from the user's evaluation data (evenly spread rows): parity is then measured on the
+    task's own inputs. A classifier is unsure on text from another domain, and one flipped argmax of a
+    near-tie there would fail a top-1 gate that says nothing about the task."""
+    rows = np.unique(np.linspace(0, len(data) - 1, min(count, len(data))).astype(int))
+    return [data.texts[i] for i in rows]
 
 
 def _formats_to_produce(profile: TargetProfile, formats: list[str] | None, log: Log) -> list[FormatSpec]:
@@ -166,17 +180,22 @@ def _produce_bundle(
     final: Path,
     reference: EvalReference | None,
     overwrite: bool,
+    allow_rescue: bool,
     log: Log,
 ) -> RecipeOutcome:
     start = time.perf_counter()
     log(f"recipe {recipe.name}: producing {final.name}")
     model_file = fmt.job.work / f"{recipe.name}-{fmt.model_file}"
 
-    def outcome(bundle: Path | None, check: dict[str, Any] | None, error: str | None = None) -> RecipeOutcome:
+    def outcome(
+        bundle: Path | None, check: dict[str, Any] | None, error: str | None = None, rescued: dict | None = None
+    ) -> RecipeOutcome:
         size = model_file.stat().st_size if model_file.exists() else None
         parity, accuracy = (check or {}).get("parity"), (check or {}).get("accuracy")
         seconds = time.perf_counter() - start
-        return RecipeOutcome(fmt.name, recipe.name, bundle, error is None, parity, size, seconds, error, accuracy)
+        return RecipeOutcome(
+            fmt.name, recipe.name, bundle, error is None, parity, size, seconds, error, accuracy, rescued
+        )
 
     try:
         settings = fmt.produce(recipe, model_file)
@@ -187,6 +206,35 @@ def _produce_bundle(
         log(message)
         return outcome(None, None, message)
 
+    def attempt(trial: Recipe, trial_settings: dict[str, Any], extra: dict[str, Any]) -> Bundle:
+        return _write(fmt, trial, trial_settings, export, final, reference, model_file, overwrite, extra)
+
+    try:
+        bundle = attempt(recipe, settings, {})
+    except GateFailure as failure:
+        log(f"recipe {recipe.name}: {failure}")
+        fp32_bytes = fmt.fp32_path.stat().st_size if fmt.fp32_path else 0
+        bundle = rescue(fmt, recipe, model_file, fp32_bytes, attempt, GateFailure, log) if allow_rescue else None
+        if bundle is None:
+            result = failure.result
+            accuracy = summary(result["accuracy"]["metrics"]) if result.get("accuracy") else None
+            return outcome(None, {"parity": result["parity"], "accuracy": accuracy}, str(failure))
+    return outcome(bundle.path, bundle.manifest["conversion_check"], rescued=bundle.manifest.get("rescue"))
+
+
+def _write(
+    fmt: ModelFormat,
+    recipe: Recipe,
+    settings: dict[str, Any],
+    export: dict[str, Any],
+    final: Path,
+    reference: EvalReference | None,
+    model_file: Path,
+    overwrite: bool,
+    extra: dict[str, Any],
+) -> Bundle:
+    """Stage the bundle, gate it with the runner's validate (raises GateFailure), rename it into place."""
+
     def populate(staging: Path) -> dict[str, Any]:
         loaded = fmt.job.loaded
         shutil.copyfile(model_file, staging / fmt.model_file)
@@ -196,7 +244,7 @@ def _produce_bundle(
         if loaded.labels:
             (staging / "labels.txt").write_text("\n".join(loaded.labels) + "\n", encoding="utf-8")
         fmt.write_extras(staging)
-        manifest = _manifest(fmt, recipe, settings, export, final.name)
+        manifest = {**_manifest(fmt, recipe, settings, export, final.name), **extra}
         if reference is not None:
             reference.save(staging)
             manifest["eval"] = reference.manifest()
@@ -211,14 +259,7 @@ def _produce_bundle(
             check["accuracy"] = summary(result["accuracy"]["metrics"])
         return {"conversion_check": check}
 
-    try:
-        bundle = write_bundle(final, populate, overwrite=overwrite, accept=gate)
-    except GateFailure as failure:
-        log(f"recipe {recipe.name}: {failure}")
-        result = failure.result
-        accuracy = summary(result["accuracy"]["metrics"]) if result.get("accuracy") else None
-        return outcome(None, {"parity": result["parity"], "accuracy": accuracy}, str(failure))
-    return outcome(bundle.path, bundle.manifest["conversion_check"])
+    return write_bundle(final, populate, overwrite=overwrite, accept=gate)
 
 
 def _manifest(

@@ -60,9 +60,13 @@ class ModelFormat(ABC):
     runtime: str = ""
     model_file: str = ""
     input_dtype: str = "int64"
+    #: how ``sensitivity`` measures a node's error (recorded in rescued bundles)
+    sensitivity_method: str = ""
 
     def __init__(self, job: ExportJob) -> None:
         self.job = job
+        #: the exported fp32 model (set by export); rescue stops where a model is no smaller than half of it
+        self.fp32_path: Path | None = None
 
     @abstractmethod
     def export(self, log: Log) -> dict[str, Any]:
@@ -79,6 +83,16 @@ class ModelFormat(ABC):
 
     def seq_lengths(self) -> list[int] | None:
         return self.static_lengths(self.job.profile, self.job.spec)
+
+    def sensitivity(self, recipe: Recipe, dst: Path) -> list[tuple[str, float, int]] | None:
+        """For accuracy rescue: quantize ``recipe`` to ``dst`` and return (node, error it introduces, bytes it
+        costs kept float), worst first, naming nodes as the recipe option ``keep_float`` takes them; None if
+        the format cannot keep single nodes float for this recipe."""
+        return None
+
+    def node_label(self, node: str) -> str:
+        """A node name short enough for a log line."""
+        return node
 
     def write_extras(self, staging: Path) -> None:
         """Format-specific files next to the model (e.g. what an Android app needs); none by default."""

@@ -11,6 +11,7 @@ from edge_bert.converters.formats import Log, ModelFormat
 from edge_bert.converters.onnx_export import EXPORT_ATOL, export_onnx, measure_parity
 from edge_bert.converters.onnx_mobile import write_ort
 from edge_bert.converters.onnx_quantize import optimize, produce
+from edge_bert.converters.onnx_sensitivity import rank_nodes
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
 from edge_bert.session import make_feeds
 
@@ -18,6 +19,8 @@ from edge_bert.session import make_feeds
 FUSION_ATOL = 10 * EXPORT_ATOL
 #: recipes that quantize to QDQ form, whose operator registry lacks onnxruntime's fused Attention
 QDQ_KINDS = ("static-int8",)
+#: recipes whose nodes can be kept float one by one (onnxruntime's nodes_to_exclude)
+RESCUABLE_KINDS = ("dynamic-int8", "static-int8")
 
 
 class OnnxFormat(ModelFormat):
@@ -25,6 +28,7 @@ class OnnxFormat(ModelFormat):
     runtime = "onnxruntime"
     model_file = "model.onnx"
     input_dtype = "int64"
+    sensitivity_method = "onnxruntime qdq_loss_debug activations: 10^(-SQNR/10) at node output - max at its inputs"
 
     @classmethod
     def static_lengths(cls, profile: TargetProfile, spec: FormatSpec) -> list[int] | None:
@@ -33,7 +37,7 @@ class OnnxFormat(ModelFormat):
 
     def export(self, log: Log) -> dict[str, Any]:
         job = self.job
-        self._fp32 = job.work / "model_fp32.onnx"
+        self._fp32 = self.fp32_path = job.work / "model_fp32.onnx"
         self._bases: dict[bool, tuple[Path, dict[str, Any] | None]] = {}
         log(f"exporting {job.loaded.arch.model_type} ({job.loaded.task}) to ONNX")
         opset = int(job.spec.options.get("opset", 17))
@@ -82,12 +86,21 @@ class OnnxFormat(ModelFormat):
         if self.job.spec.options.get("ort_format", False):
             write_ort(staging / self.model_file, staging / "model.ort")
 
-    def produce(self, recipe: Recipe, dst: Path) -> dict[str, Any]:
+    def _feeds(self) -> list[dict[str, np.ndarray]]:
         dtypes = {name: np.dtype(np.int64) for name in self.job.loaded.arch.inputs}
-        feeds = [make_feeds(ids, types, dtypes, self._static or len(ids)) for ids, types in self.job.calibration]
+        return [make_feeds(ids, types, dtypes, self._static or len(ids)) for ids, types in self.job.calibration]
+
+    def produce(self, recipe: Recipe, dst: Path) -> dict[str, Any]:
         # QDQ (static) quantization has no Attention operator: start it from a graph whose attention
         # stays unfused, or its attention weights would stay fp32 (66 MB instead of 23 MB for MiniLM)
         fuse_attention = recipe.kind not in QDQ_KINDS
         base, fusions = self._base(fuse_attention)
-        settings = produce(recipe, base, dst, feeds)
+        settings = produce(recipe, base, dst, self._feeds())
         return settings if fuse_attention else {**settings, "fusions": fusions}
+
+    def sensitivity(self, recipe: Recipe, dst: Path) -> list[tuple[str, float, int]] | None:
+        if recipe.kind not in RESCUABLE_KINDS:
+            return None
+        self.produce(recipe, dst)
+        base, _ = self._base(recipe.kind not in QDQ_KINDS)
+        return rank_nodes(base, dst, self._feeds(), self.job.work)

@@ -73,11 +73,21 @@ class _Reader(CalibrationDataReader):
         return next(self._iter, None)
 
 
+def calibration_reader(feeds: list[Feeds]) -> CalibrationDataReader:
+    """onnxruntime's reader interface over a list of feeds (one pass)."""
+    return _Reader(feeds)
+
+
 def _option_type(recipe: Recipe, key: str, default: str) -> QuantType:
     value = recipe.options.get(key, default)
     if value not in _QUANT_TYPES:
         raise ProfileError(f"recipe {recipe.name}: {key} must be one of {list(_QUANT_TYPES)}, not {value!r}")
     return _QUANT_TYPES[value]
+
+
+def _kept_float(recipe: Recipe) -> list[str]:
+    """Nodes left in float: the profile's ``nodes_to_exclude`` plus those accuracy rescue chose."""
+    return [*recipe.options.get("nodes_to_exclude", []), *recipe.options.get("keep_float", [])]
 
 
 def _fp32(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
@@ -90,7 +100,7 @@ def _dynamic_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]
         "per_channel": bool(recipe.options.get("per_channel", True)),
         "reduce_range": bool(recipe.options.get("reduce_range", False)),
         "weight_type": recipe.options.get("weight_type", "int8"),
-        "nodes_to_exclude": list(recipe.options.get("nodes_to_exclude", [])),
+        "nodes_to_exclude": _kept_float(recipe),
     }
     quantize_dynamic(
         src,
@@ -118,6 +128,7 @@ def _static_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds])
         "op_types": list(recipe.options.get("op_types", ["MatMul", "Gemm", "Gather"])),
         "calibration_method": method,
         "calibration_samples": len(samples),
+        "nodes_to_exclude": _kept_float(recipe),
     }
     quantize_static(
         src,
@@ -130,6 +141,7 @@ def _static_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds])
         activation_type=_option_type(recipe, "activation_type", "uint8"),
         weight_type=_option_type(recipe, "weight_type", "int8"),
         calibrate_method=_CALIBRATION[method],
+        nodes_to_exclude=settings["nodes_to_exclude"] or None,
         # float biases: int32 bias quantization fails on fused LayerNorm/Gemm graphs ("Unable to get valid
         # quantization scale ... when quantizing bias") and buys nothing on CPU
         extra_options={**_EXTRA, "QuantizeBias": False},

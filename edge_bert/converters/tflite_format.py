@@ -17,8 +17,12 @@ from edge_bert.converters.tflite_extras import (
     write_vocab,
 )
 from edge_bert.converters.tflite_quantize import quantize
+from edge_bert.converters.tflite_sensitivity import short_name
 from edge_bert.errors import BundleError, ConversionError, ProfileError
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
+
+#: recipes whose ops can be kept float one by one (AI Edge Quantizer recipe overrides)
+RESCUABLE_KINDS = ("dynamic-int8", "weight-only-int8", "full-int8")
 
 
 class TfliteFormat(ModelFormat):
@@ -26,6 +30,7 @@ class TfliteFormat(ModelFormat):
     runtime = "litert"
     model_file = "model.tflite"
     input_dtype = "int32"
+    sensitivity_method = "AI Edge Quantizer validate (SNR per tensor): NSR(op output) - max NSR(op inputs)"
 
     @classmethod
     def static_lengths(cls, profile: TargetProfile, spec: FormatSpec) -> list[int] | None:
@@ -57,7 +62,7 @@ class TfliteFormat(ModelFormat):
                 f"LiteRT export failed its parity check against PyTorch: max-abs error "
                 f"{metrics['max_abs_error']:.3g} > atol {EXPORT_ATOL} (worst signature); nothing written"
             )
-        self._base = fp32
+        self._base = self.fp32_path = fp32
         self._signatures = signature_details(fp32)
         return {"exporter": "litert-torch", "atol": EXPORT_ATOL, "parity": metrics, "ops": ops}
 
@@ -70,6 +75,16 @@ class TfliteFormat(ModelFormat):
         except BundleError as exc:
             raise RuntimeError(f"the {recipe.name} model does not run: {exc}") from exc
         return settings
+
+    def sensitivity(self, recipe: Recipe, dst: Path) -> list[tuple[str, float, int]] | None:
+        if recipe.kind not in RESCUABLE_KINDS:
+            return None
+        job, ranking = self.job, []
+        quantize(recipe, self._base, dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration, ranking)
+        return ranking
+
+    def node_label(self, node: str) -> str:
+        return short_name(node)
 
     def manifest_fields(self) -> dict[str, Any]:
         fields = super().manifest_fields()

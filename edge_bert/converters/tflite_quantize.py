@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_bert.backends.litert import signature_name
+from edge_bert.converters.tflite_sensitivity import SAMPLES, keep_float_regex, rank_ops
 from edge_bert.errors import ConversionError
 from edge_bert.profiles import Recipe
 from edge_bert.session import make_feeds
@@ -23,9 +24,19 @@ Calibration = list[tuple[np.ndarray, np.ndarray]]
 
 
 def quantize(
-    recipe: Recipe, src: Path, dst: Path, inputs: tuple[str, ...], lengths: list[int], calibration: Calibration
+    recipe: Recipe,
+    src: Path,
+    dst: Path,
+    inputs: tuple[str, ...],
+    lengths: list[int],
+    calibration: Calibration,
+    sensitivity: list[tuple[str, float, int]] | None = None,
 ) -> dict[str, Any]:
-    """Write ``recipe``'s model to ``dst`` from the fp32 ``src``; returns the settings used."""
+    """Write ``recipe``'s model to ``dst`` from the fp32 ``src``; returns the settings used.
+
+    ``sensitivity``: if a list is given, it is filled with (op output tensor, error introduced, bytes
+    kept float) measured by AI Edge Quantizer's validate on the calibration text, worst first.
+    """
     if recipe.kind == "fp32":
         shutil.copyfile(src, dst)
         return {"weights": "float32", "activations": "float32"}
@@ -65,6 +76,13 @@ def quantize(
         }
     else:
         raise ConversionError(f"unknown tflite recipe kind {recipe.kind!r}")
+    keep_float = list(recipe.options.get("keep_float", []))
+    for tensor in keep_float:  # accuracy rescue: these ops stay float (a later rule wins over the recipe's)
+        qt.update_quantization_recipe(
+            regex=keep_float_regex(tensor), operation_name=Op.ALL_SUPPORTED, algorithm_key="no_quantize"
+        )
+    if keep_float:
+        settings["keep_float"] = keep_float
     if qt.need_calibration and not calibration:
         raise ConversionError("full-int8 needs calibration text; pass --calibration-data or golden texts")
     logging.disable(logging.WARNING)  # one root WARNING per shared buffer: noise for our users
@@ -75,7 +93,16 @@ def quantize(
         qt.quantize(result, enable_progress_report=False).export_model(str(dst), overwrite=True)
     finally:
         logging.disable(logging.NOTSET)
+    if sensitivity is not None:
+        sensitivity.extend(_rank(qt, src, inputs, lengths, calibration))
     return settings
+
+
+def _rank(qt: Any, src: Path, inputs: tuple[str, ...], lengths: list[int], calibration: Calibration):
+    """Per-op error introduced, on one signature (the shortest of >= 32 tokens: realistic and quick)."""
+    length = min((n for n in lengths if n >= 32), default=max(lengths))
+    test_data = calibration_data(inputs, [length], calibration[:SAMPLES])
+    return rank_ops(qt, src, test_data)
 
 
 def calibration_data(

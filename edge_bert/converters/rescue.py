@@ -1,0 +1,119 @@
+"""Accuracy rescue: when a quantized recipe fails its gate, keep the most sensitive nodes in float.
+
+The format measures how much error each quantized node introduces (onnxruntime's qdq_loss_debug
+tools / AI Edge Quantizer's validate, on the calibration text); the worst 1, 2, 4, 8 ... nodes are
+then kept float and the recipe retried through the same gate, until it passes or the model is no
+longer smaller than an fp16 one. The bundle records which nodes stayed float and what that cost in
+size and in latency (timed here, on the host, plain vs rescued, so the trade is visible).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_bert.backends import backend_class
+from edge_bert.converters.formats import Log, ModelFormat
+from edge_bert.errors import EdgeBertError
+from edge_bert.profiles import Recipe
+from edge_bert.session import make_feeds
+
+#: at most this many rounds (1, 2, 4, ... 2**(ROUNDS-1) nodes kept float)
+ROUNDS = 6
+#: timed runs per model for the host latency comparison
+TIMED_RUNS = 20
+
+Attempt = Callable[[Recipe, dict[str, Any], dict[str, Any]], Any]
+
+
+def plan(ranking: list[tuple[str, float, int]], budget: int) -> list[list[str]]:
+    """Growing sets of the worst nodes, 1, 2, 4, ...: only nodes that add error at all, and not a node
+    whose float weights would overrun ``budget`` bytes (a float embedding table alone costs fp16's size)."""
+    chosen, spent = [], 0
+    for name, score, extra in ranking:
+        if score <= 0:
+            break
+        if spent + extra <= budget:
+            chosen.append(name)
+            spent += extra
+    sizes = sorted({min(2**i, len(chosen)) for i in range(ROUNDS)} - {0})
+    return [chosen[:n] for n in sizes]
+
+
+def rescue(
+    fmt: ModelFormat,
+    recipe: Recipe,
+    model_file: Path,
+    fp32_bytes: int,
+    attempt: Attempt,
+    failure: type[EdgeBertError],
+    log: Log,
+) -> Any | None:
+    """Retry ``recipe`` keeping ever more nodes float; returns what ``attempt`` returned, or None.
+
+    ``attempt(recipe, settings, manifest_extra)`` writes the bundle through the gate, raising
+    ``failure`` when the gate still fails.
+    """
+    if not recipe.options.get("rescue", True):
+        return None
+    start = time.perf_counter()
+    plain = model_file.with_name(f"plain-{model_file.name}")
+    ranking = fmt.sensitivity(recipe, plain)
+    if not ranking:
+        return None
+    log(f"recipe {recipe.name}: rescue - nodes by error introduced: {_top(fmt, ranking)}")
+    fp16_bytes = fp32_bytes // 2
+    for keep in plan(ranking, fp16_bytes - plain.stat().st_size):
+        trial = replace(recipe, options={**recipe.options, "keep_float": keep})
+        settings = fmt.produce(trial, model_file)
+        size = model_file.stat().st_size
+        if size >= fp16_bytes:
+            log(f"recipe {recipe.name}: rescue stopped - with {len(keep)} nodes float it is no smaller than fp16")
+            return None
+        info = {
+            "kept_float": keep,
+            "ranking": [{"node": n, "error_introduced": score, "float_bytes": b} for n, score, b in ranking[:10]],
+            "method": fmt.sensitivity_method,
+            "bytes": {"plain": plain.stat().st_size, "rescued": size, "fp16_estimate": fp16_bytes},
+            "host_p50_ms": {"plain": host_p50(fmt, plain), "rescued": host_p50(fmt, model_file)},
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        try:
+            result = attempt(trial, settings, {"rescue": info})
+        except failure as exc:
+            log(f"recipe {recipe.name}: rescue with {len(keep)} node(s) float still fails: {exc}")
+            continue
+        log(f"recipe {recipe.name}: rescued by keeping {len(keep)} node(s) float: {_names(fmt, keep)}")
+        return result
+    return None
+
+
+def _top(fmt: ModelFormat, ranking: list[tuple[str, float, int]], n: int = 3) -> str:
+    return ", ".join(f"{fmt.node_label(name)} ({score:.3g})" for name, score, _ in ranking[:n])
+
+
+def _names(fmt: ModelFormat, nodes: list[str]) -> str:
+    return ", ".join(fmt.node_label(name) for name in nodes)
+
+
+def host_p50(fmt: ModelFormat, model_path: Path) -> float:
+    """Median latency of one real text padded to the longest length, batch 1, 2 threads (host only)."""
+    job = fmt.job
+    ids, types = max(job.calibration, key=lambda sample: len(sample[0]))
+    length = max(fmt.seq_lengths() or [len(ids)])
+    dtypes = {name: np.dtype(fmt.input_dtype) for name in job.loaded.arch.inputs}
+    feeds = make_feeds(ids[:length], types[:length], dtypes, length)
+    backend = backend_class(fmt.name)(model_path, threads=2)
+    for _ in range(3):
+        backend.run(feeds)
+    times = []
+    for _ in range(TIMED_RUNS):
+        begin = time.perf_counter()
+        backend.run(feeds)
+        times.append((time.perf_counter() - begin) * 1000)
+    return round(float(np.median(times)), 3)
