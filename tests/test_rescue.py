@@ -1,0 +1,113 @@
+"""Accuracy rescue on a model made to fail int8: one attention channel scaled up 1000x in V and scaled
+back down in the attention output projection. The fp32 function is unchanged, but the projection's
+input now has an outlier channel that per-tensor dynamic activation quantization cannot represent.
+The rescue must find that projection, keep it float, and pass the shipped gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import minilm_dir, sst2_dev, tiny_config
+
+from edge_bert.bundle import open_bundle
+from edge_bert.converters.convert import convert
+from edge_bert.converters.tflite_sensitivity import short_name
+from edge_bert.validate import validate
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER, CHANNEL, SCALE = 1, 5, 1e3
+
+
+def inject_outlier(model, layer: int, channel: int, scale: float) -> None:
+    """softmax(QK^T) mixes V per feature, so scaling V's ``channel`` by ``scale`` scales the context's
+    channel exactly; dividing the output dense's matching input column by ``scale`` cancels it."""
+    import torch
+
+    attention = model.base_model.encoder.layer[layer].attention
+    with torch.no_grad():
+        attention.self.value.weight[channel, :] *= scale  # Linear weight is [out, in]
+        attention.self.value.bias[channel] *= scale
+        attention.output.dense.weight[:, channel] /= scale
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny BERT sentence encoder (hidden 64), clean and with the outlier; same weights otherwise."""
+    import torch
+    import transformers
+
+    root = tmp_path_factory.mktemp("rescue-models")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
+    saved = {}
+    for name in ("clean", "outlier"):
+        torch.manual_seed(0)
+        config = tiny_config("bert", hidden_size=64, intermediate_size=128, num_attention_heads=4)
+        model = transformers.AutoModel.from_config(config).eval()
+        if name == "outlier":
+            inject_outlier(model, LAYER, CHANNEL, SCALE)
+        model.save_pretrained(root / name, safe_serialization=True)
+        tokenizer.save_pretrained(root / name)
+        saved[name] = root / name
+    return saved
+
+
+def test_outlier_keeps_the_fp32_function(models) -> None:
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(models["clean"])
+    batch = tokenizer([t for t, _ in sst2_dev(limit=16)], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        clean, outlier = (transformers.AutoModel.from_pretrained(models[n])(**batch).last_hidden_state for n in models)
+    assert torch.allclose(clean, outlier, atol=1e-4)
+
+
+def android_32(tmp_path: Path) -> Path:
+    """The shipped android profile (shipped gates) with one 32-token signature, to keep the test quick."""
+    profile = tmp_path / "android-32.toml"
+    text = (ROOT / "targets" / "android.toml").read_text()
+    profile.write_text(text.replace("seq_lengths = [16, 32, 64, 128]", "seq_lengths = [32]"))
+    return profile
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("onnx", "/model/encoder/layer.1/attention/output/dense/MatMul"),
+        ("tflite", "BertLayer_1/BertAttention_attention/BertSelfOutput_output/Linear_dense"),
+    ],
+)
+def test_rescue_keeps_the_broken_projection_float(models, tmp_path: Path, fmt: str, expected: str) -> None:
+    target = "x86-vnni" if fmt == "onnx" else android_32(tmp_path)
+    texts = [t for t, _ in sst2_dev(limit=40)]
+
+    def run(model: Path, out: str, rescue: bool):
+        (outcome,) = convert(
+            str(model), target, tmp_path / out, formats=[fmt], recipes=["dynamic-int8"], texts=texts,
+            allow_rescue=rescue, log=lambda _: None,
+        )  # fmt: skip
+        return outcome
+
+    clean = run(models["clean"], "clean", rescue=True)
+    assert clean.passed and clean.rescue is None  # nothing to rescue: plain int8 passes
+    failing = run(models["outlier"], "plain", rescue=False)
+    assert not failing.passed and "failed its parity gate" in failing.error
+    assert failing.parity["worst_cosine"] < 0.9
+    rescued = run(models["outlier"], "rescued", rescue=True)
+    assert rescued.passed, rescued.error
+    info = rescued.rescue
+    (kept,) = info["kept_float"]
+    assert (short_name(kept) if fmt == "tflite" else kept) == expected
+    top = info["ranking"][0]
+    assert top["node"] == info["kept_float"][0]
+    assert top["error_introduced"] > 3 * info["ranking"][1]["error_introduced"]  # one clear culprit
+    sizes = info["bytes"]
+    assert sizes["plain"] < sizes["rescued"] < sizes["fp16_estimate"]
+    assert all(ms > 0 for ms in info["host_p50_ms"].values())
+    bundle = open_bundle(rescued.bundle)
+    assert bundle.manifest["recipe"]["settings"].get("keep_float", info["kept_float"]) == info["kept_float"]
+    result = validate(rescued.bundle)  # the runner agrees, from the bundle alone
+    assert result["passed"] and result["parity"]["worst_cosine"] > 0.97
+    assert np.isfinite(result["parity"]["max_abs_error"])
