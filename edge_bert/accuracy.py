@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_bert.metrics import relative_errors
+from edge_bert.metrics import relative_errors, softmax
 from edge_bert.profiles import Gates
 
 #: the bundle file holding the fp32 outputs on the convert-time evaluation texts
@@ -86,7 +86,7 @@ def classification_metrics(
     if fp32 is None:
         return result
     result["agreement"] = float(np.mean(predictions == fp32))
-    result["error_histogram"] = error_histogram(logits, fp32_logits)
+    result["error_histogram"] = error_histogram(softmax(logits), softmax(fp32_logits))  # as parity() compares
     changed = Counter((int(a), int(b)) for a, b in zip(fp32, predictions, strict=True) if a != b)
     result["disagreements"] = [
         {"fp32": label_names[a], "bundle": label_names[b], "count": n} for (a, b), n in changed.most_common(10)

@@ -7,6 +7,11 @@ import numpy as np
 from edge_bert.profiles import Gates
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 def relative_errors(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Per-sample ||y - ref|| / max(||ref||, median ||ref|| of the set) (see ``parity``)."""
     out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
@@ -20,15 +25,19 @@ def parity(outputs: np.ndarray, reference: np.ndarray, classification: bool) -> 
 
     Cosine and relative error are per sample (a sentence embedding or a logits row), then
     summarised: mean and worst cosine, worst relative L2 error, max element-wise absolute error.
-    The relative error divides by the sample's norm or, if larger, the median norm of the set: a
-    classifier's logits near its decision boundary can be ~0, and a tiny absolute error there is
-    not a 300% error of the model.
+    The relative error divides by the sample's norm or, if larger, the median norm of the set.
+    A classifier is compared on softmax probabilities (top-1 on the logits): they are what an app
+    consumes, and they are well-conditioned where logits are not - a binary classifier's two logits
+    near its boundary, [0.01, -0.01] against [-0.01, 0.01], have cosine -1 for a 0.02 change.
     """
     out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
     ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
     if out.shape != ref.shape:
         raise ValueError(f"output shape {out.shape} differs from the reference {ref.shape}")
     finite = bool(np.isfinite(out).all())
+    top1 = float(np.mean(out.argmax(axis=1) == ref.argmax(axis=1))) if classification else None
+    if classification and finite:
+        out, ref = softmax(out), softmax(ref)
     diff = out - ref
     ref_norm = np.linalg.norm(ref, axis=1)
     out_norm = np.linalg.norm(out, axis=1)
@@ -44,8 +53,7 @@ def parity(outputs: np.ndarray, reference: np.ndarray, classification: bool) -> 
         "max_rel_error": float(np.max(rel)) if finite else float("inf"),
         "top1_agreement": None,
     }
-    if classification:
-        result["top1_agreement"] = float(np.mean(out.argmax(axis=1) == ref.argmax(axis=1)))
+    result["top1_agreement"] = top1
     return result
 
 

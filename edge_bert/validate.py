@@ -60,6 +60,9 @@ def validate(
     evaluation = None
     if data is not None:
         evaluation = evaluate_data(session, data, progress)
+        if "agreement" in evaluation["metrics"] and verdicts.pop("min_top1_agreement", None):
+            # the same question on the whole labelled set instead of a few golden texts
+            evaluation["notes"].append("top-1 agreement is gated on the labelled data (prediction agreement)")
         verdicts.update(accuracy_gates(evaluation["metrics"], gates))
     elif bundle.manifest.get("eval"):
         stored = bundle.manifest["eval"]

@@ -1,0 +1,81 @@
+"""Real fine-tuned classifiers (MiniLM encoder, trained here by scripts/finetune_classifier.py) on real
+labelled data: int8 ONNX and LiteRT bundles keep >= 99 % of the fp32 model's accuracy, as measured by
+the runner on the device side from the fp32 reference stored at convert time.
+
+SST-2 (a quick 4,000-sentence fine-tune) runs by default; CLINC150 with the script's full recipe
+(150 intents, 6 minutes of training) is marked slow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA
+from test_finetune import SCRIPT, ft
+
+from edge_bert.converters.convert import convert
+from edge_bert.evaldata import read_labelled
+from edge_bert.validate import validate
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"labelled data not found at {SHARED_DATA}")
+
+#: task -> (training overrides, evaluation file, split)
+SETUPS = {
+    "sst2": ({"max_train": 4000}, SHARED_DATA / "sst2" / "dev.tsv", None),
+    "clinc150": ({}, SHARED_DATA / "clinc150" / "data_full.json", "test"),
+}
+
+
+def trained(request: pytest.FixtureRequest, task: str) -> tuple[Path, dict]:
+    """Train once and keep the result in pytest's cache, keyed by the script and its settings."""
+    overrides = SETUPS[task][0]
+    key = hashlib.sha256(SCRIPT.read_bytes() + json.dumps([task, overrides]).encode()).hexdigest()[:12]
+    out = Path(request.config.cache.mkdir("edge-bert-finetuned")) / f"{task}-{key}"
+    summary_file = out / "edge-bert-training.json"
+    if not summary_file.is_file():
+        summary = ft.train(task, out, SHARED_DATA, **overrides)
+        summary_file.write_text(json.dumps(summary))
+    return out, json.loads(summary_file.read_text())
+
+
+def android_short(tmp_path: Path, lengths: str) -> Path:
+    """The shipped android profile and gates, with fewer static lengths (the texts are short)."""
+    profile = tmp_path / "android-short.toml"
+    text = (ROOT / "targets" / "android.toml").read_text()
+    profile.write_text(text.replace("seq_lengths = [16, 32, 64, 128]", f"seq_lengths = {lengths}"))
+    return profile
+
+
+def check_task(request, tmp_path: Path, task: str, lengths: str, min_fp32: float) -> None:
+    model, summary = trained(request, task)
+    assert summary["accuracy"] >= min_fp32
+    _, data_file, split = SETUPS[task]
+    data = read_labelled(data_file, split=split)
+    outcomes = []
+    for target, fmt in (("x86-vnni", "onnx"), (android_short(tmp_path, lengths), "tflite")):
+        outcomes += convert(
+            str(model), target, tmp_path, formats=[fmt], recipes=["dynamic-int8"], eval_data=data, log=lambda _: None
+        )
+    for outcome in outcomes:
+        assert outcome.passed, outcome.error
+        accuracy = outcome.accuracy
+        # the stored fp32 reference reproduces the trainer's own evaluation (PyTorch, padded batches)
+        assert accuracy["fp32_accuracy"] == pytest.approx(summary["accuracy"], abs=2e-3)
+        assert accuracy["accuracy_pct_of_fp32"] >= 99.0, (outcome.format, accuracy)
+        assert accuracy["agreement"] >= 0.97
+        # the device side (runner, bundle only) agrees with what convert measured
+        device = validate(outcome.bundle, data=data)
+        assert device["passed"] and device["accuracy"]["metrics"]["accuracy"] == accuracy["accuracy"]
+
+
+def test_sst2_int8_keeps_99_percent(request, tmp_path: Path) -> None:
+    check_task(request, tmp_path, "sst2", "[64]", min_fp32=0.8)
+
+
+@pytest.mark.slow
+def test_clinc150_int8_keeps_99_percent(request, tmp_path: Path) -> None:
+    check_task(request, tmp_path, "clinc150", "[16, 32]", min_fp32=0.94)
