@@ -85,6 +85,9 @@ def convert(
         Optional[bool], typer.Option(help="L2-normalise embeddings (default: from the model).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing bundles.")] = False,
+    rescue: Annotated[
+        bool, typer.Option(help="If an int8 recipe fails its gate, keep its most sensitive nodes float and retry.")
+    ] = True,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the checkpoint's own Python code to run.")] = False,
 ) -> None:
     """Export and quantize MODEL for a target; writes one verified bundle per recipe."""
@@ -103,6 +106,7 @@ def convert(
         revision=revision,
         normalize=normalize,
         overwrite=overwrite,
+        allow_rescue=rescue,
         trust_remote_code=trust_remote_code,
     )
     if not all(o.passed for o in outcomes):
@@ -163,7 +167,21 @@ def _convert(model: Optional[str], target: str, out: Path, **options) -> list:
             str(o.bundle or "-"),
         )
     console.print(table)
+    for o in outcomes:
+        if o.rescue:
+            console.print(_rescue_line(o.recipe, o.rescue), highlight=False)
     return outcomes
+
+
+def _rescue_line(recipe: str, rescue: dict) -> str:
+    size, p50 = rescue["bytes"], rescue["host_p50_ms"]
+    plain, rescued = size["plain"] / 1e6, size["rescued"] / 1e6
+    return (
+        f"{recipe}: rescued by keeping {len(rescue['kept_float'])} node(s) float "
+        f"(+{rescued - plain:.2f} MB: {plain:.1f} -> {rescued:.1f} MB; "
+        f"host p50 {p50['plain']:.2f} -> {p50['rescued']:.2f} ms): "
+        + ", ".join(rescue.get("kept_float_labels", rescue["kept_float"]))
+    )
 
 
 def _f(value: Optional[float], digits: int = 5) -> str:
@@ -278,6 +296,8 @@ def inspect(bundle: Path, json_out: JsonOpt = None) -> None:
         "export": ", ".join(f"{k} {m['export'][k]}" for k in ("exporter", "opset", "fusions") if m["export"].get(k)),
         "signatures": ", ".join(sorted(m["shapes"].get("signatures") or [])) or "-",
         "golden": f"{m['golden']['count']} texts",
+        "eval reference": _eval_line(m.get("eval")),
+        "rescue": _rescue_line(m["recipe"]["name"], m["rescue"]) if m.get("rescue") else "-",
         "tools": ", ".join(f"{k} {v}" for k, v in m["tools"].items()),
     }
     for name, meta in m["files"].items():
@@ -285,6 +305,14 @@ def inspect(bundle: Path, json_out: JsonOpt = None) -> None:
     for key, value in rows.items():
         table.add_row(key, value)
     console.print(table)
+
+
+def _eval_line(info: Optional[dict]) -> str:
+    if not info:
+        return "-"
+    source = info["source"].get("name") or info["source"].get("id")
+    fp32 = ", ".join(f"{k} {v:.4f}" for k, v in info["fp32"].items() if v is not None)
+    return f"fp32 outputs for {info['rows']} texts of {source}" + (f" (fp32 {fp32})" if fp32 else "")
 
 
 @app.command()
@@ -313,6 +341,7 @@ def run(
         revision=None,
         normalize=None,
         overwrite=True,
+        allow_rescue=True,
         trust_remote_code=False,
     )
     written = [o for o in outcomes if o.passed]

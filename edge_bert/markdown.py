@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_bert.report import machine_line
+from edge_bert.report import gate_label, machine_line
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -26,7 +26,7 @@ def _gate_rows(result: dict[str, Any]) -> list[str]:
     )
     for name, gate in result["gates"].items():
         sign = "≥" if name.startswith("min") else "≤"
-        label = name.removeprefix("min_").removeprefix("max_").replace("_", " ")
+        label = gate_label(name)
         verdict = "pass" if gate["pass"] else "**FAIL**"
         rows.append(f"| {label} | {_num(gate['value'], 5)} | {sign} {gate['threshold']:g} | {verdict} |")
     return rows

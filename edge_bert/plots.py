@@ -25,12 +25,16 @@ def write_plots(result: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
         raise InputError("--plot needs matplotlib: pip install 'edge-bert[plot]'") from exc
     metrics = (result.get("accuracy") or {}).get("metrics") or {}
     written = []
-    if metrics.get("per_class"):
-        rows = metrics["per_class"][:MAX_CLASSES]
+    changed = [r for r in metrics.get("per_class", []) if r["drop"] != 0]
+    if changed:
+        rows = sorted(sorted(changed, key=lambda r: -abs(r["drop"]))[:MAX_CLASSES], key=lambda r: r["drop"])
         fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5))
-        ax.barh([r["label"] for r in rows][::-1], [100 * r["drop"] for r in rows][::-1], color="tab:red")
-        ax.set_xlabel("accuracy drop vs fp32 (percentage points)")
-        ax.set_title(f"{result['bundle']}: classes that lost most")
+        colors = ["tab:red" if r["drop"] > 0 else "tab:green" for r in rows]
+        ax.barh([r["label"] for r in rows], [-100 * r["drop"] for r in rows], color=colors)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_xlabel("accuracy change vs fp32 (percentage points)")
+        unchanged = len(metrics["per_class"]) - len(changed)
+        ax.set_title(f"{result['bundle']}: classes that changed ({unchanged} unchanged)")
         written.append(_save(fig, plt, out_dir / f"{stem}.per-class.png"))
     hist = metrics.get("error_histogram")
     if hist:

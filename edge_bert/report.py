@@ -39,6 +39,17 @@ def machine_line(machine: dict[str, Any]) -> str:
     return f"{machine['cpu_model']} · {machine['machine']} · {machine['cpu_count']} cores · ISA {flags}"
 
 
+GATE_LABELS = {
+    "min_accuracy_pct_of_fp32": "accuracy % of fp32",
+    "min_prediction_agreement": "prediction agreement with fp32",
+    "min_neighbour_recall": "fp32 nearest neighbour in top 5",
+}
+
+
+def gate_label(name: str) -> str:
+    return GATE_LABELS.get(name) or name.removeprefix("min_").removeprefix("max_").replace("_", " ")
+
+
 def validation_table(result: dict[str, Any]) -> Table:
     verdict = "[green]PASS[/green]" if result["passed"] else "[red]FAIL[/red]"
     table = Table(title=f"validate {result['bundle']}: {verdict}", caption=machine_line(result["machine"]))
@@ -56,14 +67,14 @@ def validation_table(result: dict[str, Any]) -> Table:
     )
     parity = result["parity"]
     table.add_row("max abs error", _fmt(parity["max_abs_error"]), "", "")
-    accuracy_rows(table, result)
     for name, gate in result["gates"].items():
         table.add_row(
-            name.removeprefix("min_").removeprefix("max_").replace("_", " "),
+            gate_label(name),
             _fmt(gate["value"], 6),
             ("≥ " if name.startswith("min") else "≤ ") + _fmt(gate["threshold"]),
             "pass" if gate["pass"] else "[red]fail[/red]",
         )
+    accuracy_rows(table, result)
     return table
 
 

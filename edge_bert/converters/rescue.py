@@ -65,6 +65,8 @@ def rescue(
     plain = model_file.with_name(f"plain-{model_file.name}")
     ranking = fmt.sensitivity(recipe, plain)
     if not ranking:
+        why = "no node adds measurable error" if ranking == [] else f"{fmt.name} {recipe.kind} has no per-node rescue"
+        log(f"recipe {recipe.name}: no rescue ({why})")
         return None
     log(f"recipe {recipe.name}: rescue - nodes by error introduced: {_top(fmt, ranking)}")
     fp16_bytes = fp32_bytes // 2
@@ -80,7 +82,8 @@ def rescue(
             "ranking": [{"node": n, "error_introduced": score, "float_bytes": b} for n, score, b in ranking[:10]],
             "method": fmt.sensitivity_method,
             "bytes": {"plain": plain.stat().st_size, "rescued": size, "fp16_estimate": fp16_bytes},
-            "host_p50_ms": {"plain": host_p50(fmt, plain), "rescued": host_p50(fmt, model_file)},
+            "kept_float_labels": [fmt.node_label(name) for name in keep],
+            "host_p50_ms": host_p50(fmt, {"plain": plain, "rescued": model_file}),
             "seconds": round(time.perf_counter() - start, 1),
         }
         try:
@@ -101,19 +104,23 @@ def _names(fmt: ModelFormat, nodes: list[str]) -> str:
     return ", ".join(fmt.node_label(name) for name in nodes)
 
 
-def host_p50(fmt: ModelFormat, model_path: Path) -> float:
-    """Median latency of one real text padded to the longest length, batch 1, 2 threads (host only)."""
+def host_p50(fmt: ModelFormat, models: dict[str, Path]) -> dict[str, float]:
+    """Median latency per model of one real text padded to the longest length, batch 1, 2 threads.
+
+    Runs alternate between the models, so load from other processes hits them alike. A host figure
+    only: the device's own ``edge-bert bench`` is the number to trust.
+    """
     job = fmt.job
     ids, types = max(job.calibration, key=lambda sample: len(sample[0]))
     length = max(fmt.seq_lengths() or [len(ids)])
     dtypes = {name: np.dtype(fmt.input_dtype) for name in job.loaded.arch.inputs}
     feeds = make_feeds(ids[:length], types[:length], dtypes, length)
-    backend = backend_class(fmt.name)(model_path, threads=2)
-    for _ in range(3):
-        backend.run(feeds)
-    times = []
-    for _ in range(TIMED_RUNS):
-        begin = time.perf_counter()
-        backend.run(feeds)
-        times.append((time.perf_counter() - begin) * 1000)
-    return round(float(np.median(times)), 3)
+    backends = {name: backend_class(fmt.name)(path, threads=2) for name, path in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for run in range(TIMED_RUNS + 3):
+        for name, backend in backends.items():
+            begin = time.perf_counter()
+            backend.run(feeds)
+            if run >= 3:  # warm-up
+                times[name].append((time.perf_counter() - begin) * 1000)
+    return {name: round(float(np.median(samples)), 3) for name, samples in times.items()}

@@ -21,8 +21,9 @@ from edge_bert.converters.tflite_sensitivity import short_name
 from edge_bert.errors import BundleError, ConversionError, ProfileError
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
 
-#: recipes whose ops can be kept float one by one (AI Edge Quantizer recipe overrides)
-RESCUABLE_KINDS = ("dynamic-int8", "weight-only-int8", "full-int8")
+#: recipes whose ops can be kept float one by one (AI Edge Quantizer recipe overrides). Not full-int8:
+#: its error comes from int8 activations everywhere (LayerNorm, softmax, GELU), not from a few weighted ops
+RESCUABLE_KINDS = ("dynamic-int8", "weight-only-int8")
 
 
 class TfliteFormat(ModelFormat):

@@ -21,6 +21,8 @@ from edge_bert.profiles import Recipe
 from edge_bert.session import make_feeds
 
 Calibration = list[tuple[np.ndarray, np.ndarray]]
+#: calibration statistics per (fp32 model, recipe kind, samples, lengths), for the conversion's lifetime
+_CALIBRATED: dict[tuple[str, str, int, tuple[int, ...]], Any] = {}
 
 
 def quantize(
@@ -89,7 +91,10 @@ def quantize(
     try:
         result = None
         if qt.need_calibration:
-            result = qt.calibrate(calibration_data(inputs, lengths, calibration[:samples]), num_threads=2)
+            key = (str(src), recipe.kind, samples, tuple(lengths))
+            if key not in _CALIBRATED:  # a rescue retries the recipe with ops kept float: same statistics
+                _CALIBRATED[key] = qt.calibrate(calibration_data(inputs, lengths, calibration[:samples]), num_threads=2)
+            result = _CALIBRATED[key]
         qt.quantize(result, enable_progress_report=False).export_model(str(dst), overwrite=True)
     finally:
         logging.disable(logging.NOTSET)
