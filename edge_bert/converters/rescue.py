@@ -107,7 +107,8 @@ def _names(fmt: ModelFormat, nodes: list[str]) -> str:
 def host_p50(fmt: ModelFormat, models: dict[str, Path]) -> dict[str, float]:
     """Median latency per model of one real text padded to the longest length, batch 1, 2 threads.
 
-    Runs alternate between the models, so load from other processes hits them alike. A host figure
+    One model at a time: two live onnxruntime sessions alternating on 2 cores slow each other down
+    (their idle threads spin), which doubled both figures when measured interleaved. A host figure
     only: the device's own ``edge-bert bench`` is the number to trust.
     """
     job = fmt.job
@@ -115,12 +116,16 @@ def host_p50(fmt: ModelFormat, models: dict[str, Path]) -> dict[str, float]:
     length = max(fmt.seq_lengths() or [len(ids)])
     dtypes = {name: np.dtype(fmt.input_dtype) for name in job.loaded.arch.inputs}
     feeds = make_feeds(ids[:length], types[:length], dtypes, length)
-    backends = {name: backend_class(fmt.name)(path, threads=2) for name, path in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for run in range(TIMED_RUNS + 3):
-        for name, backend in backends.items():
+    medians = {}
+    for name, path in models.items():
+        backend = backend_class(fmt.name)(path, threads=2)
+        for _ in range(3):
+            backend.run(feeds)
+        times = []
+        for _ in range(TIMED_RUNS):
             begin = time.perf_counter()
             backend.run(feeds)
-            if run >= 3:  # warm-up
-                times[name].append((time.perf_counter() - begin) * 1000)
-    return {name: round(float(np.median(samples)), 3) for name, samples in times.items()}
+            times.append((time.perf_counter() - begin) * 1000)
+        medians[name] = round(float(np.median(times)), 3)
+        del backend
+    return medians

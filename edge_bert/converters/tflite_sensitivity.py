@@ -25,22 +25,33 @@ SAMPLES = 8
 
 def short_name(tensor_name: str) -> str:
     """litert-torch names carry every module's class path; keep the last four module names for logs."""
-    parts = [part.rsplit(".", 1)[-1] for part in tensor_name.split(";")[0].split("/")]
+    # fused ops carry several module names ("...LayerNorm;;...Linear_query;1"): the last is the op's own
+    name = [part for part in tensor_name.split(";") if part and not part.isdigit()][-1]
+    parts = [part.rsplit(".", 1)[-1] for part in name.split("/")]
     return "/".join(parts[-4:])
 
 
 def keep_float_regex(tensor_name: str) -> str:
-    """A recipe regex matching exactly the op whose (single) output is ``tensor_name``."""
-    return "^" + re.escape(tensor_name) + ";$"
+    """A recipe regex matching the op whose (single) output is ``tensor_name``, in every signature.
+
+    litert-torch numbers a module's tensors per subgraph (``...Linear_dense;3`` in ``seq_16`` is
+    ``...Linear_dense;7`` in ``seq_32``), so the number is left open; the module path stays exact.
+    """
+    base = re.sub(r";\d+$", "", tensor_name)
+    return "^" + re.escape(base) + r"(;\d+)?;$"
 
 
-def weighted_ops(model_path: Path) -> list[dict[str, Any]]:
-    """Ops with constant weights in the main subgraph: index, type, input and output tensor names."""
+def weighted_ops(model_path: Path, signature: str) -> list[dict[str, Any]]:
+    """Ops with constant weights in ``signature``'s subgraph: index, type, input and output tensor names."""
     from ai_edge_litert import schema_py_generated as schema
 
     codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = schema.Model.GetRootAsModel(Path(model_path).read_bytes(), 0)
-    graph = model.Subgraphs(0)
+    signatures = {
+        model.SignatureDefs(i).SignatureKey().decode(): model.SignatureDefs(i).SubgraphIndex()
+        for i in range(model.SignatureDefsLength())
+    }
+    graph = model.Subgraphs(signatures.get(signature, 0))  # one subgraph per signature
 
     def name(i: int) -> str:
         return graph.Tensors(i).Name().decode()
@@ -73,7 +84,8 @@ def rank_ops(
 ) -> list[tuple[str, float, int]]:
     """(output tensor name, error introduced, bytes it costs kept float) per weighted op, worst first.
 
-    ``quantizer`` is an ``ai_edge_quantizer.quantizer.Quantizer`` that has quantized the model under test.
+    ``quantizer`` is an ``ai_edge_quantizer.quantizer.Quantizer`` that has quantized the model under test;
+    ``test_data`` holds real inputs for one signature.
     """
     from ai_edge_quantizer.utils.validation_utils import ValidationErrorMetric
 
@@ -81,6 +93,7 @@ def rank_ops(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "preserve_all_tensors is for debugging": it is
+            warnings.simplefilter("ignore", RuntimeWarning)  # its SNR squares an outlier into inf: fine
             result = quantizer.validate(
                 test_data=test_data, error_metrics=[ValidationErrorMetric.SNR], use_xnnpack=True, num_threads=2
             )
@@ -93,7 +106,8 @@ def rank_ops(
         return 1.0 / snr if 0 < snr < np.inf else 0.0
 
     scores = []
-    for op in weighted_ops(fp32_path):
+    (signature,) = test_data
+    for op in weighted_ops(fp32_path, signature):
         if len(op["outputs"]) != 1 or op["outputs"][0] not in tensors:
             continue
         introduced = nsr(op["outputs"][0]) - max((nsr(t) for t in op["activations"]), default=0.0)
