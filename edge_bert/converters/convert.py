@@ -217,7 +217,8 @@ def _produce_bundle(
         bundle = rescue(fmt, recipe, model_file, fp32_bytes, attempt, GateFailure, log) if allow_rescue else None
         if bundle is None:
             result = failure.result
-            accuracy = summary(result["accuracy"]["metrics"]) if result.get("accuracy") else None
+            metrics = (result["accuracy"] or {}).get("metrics")
+            accuracy = summary(metrics) if metrics else None
             return outcome(None, {"parity": result["parity"], "accuracy": accuracy}, str(failure))
     return outcome(bundle.path, bundle.manifest["conversion_check"], rescued=bundle.manifest.get("rescue"))
 
@@ -255,8 +256,8 @@ def _write(
         if not result["passed"]:
             raise GateFailure(result)
         check = {"parity": result["parity"], "gates": result["gates"]}
-        if result["accuracy"]:
-            check["accuracy"] = summary(result["accuracy"]["metrics"])
+        if metrics := (result["accuracy"] or {}).get("metrics"):
+            check["accuracy"] = summary(metrics)
         return {"conversion_check": check}
 
     return write_bundle(final, populate, overwrite=overwrite, accept=gate)
