@@ -122,7 +122,9 @@ def _read_tsv(path: Path, text_column: str | None, label_column: str | None, spl
     """GLUE-style TSV, header or not: with two columns split on the *last* tab (texts may hold tabs);
     with a header naming more columns, pick them by name."""
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    header = lines[0].split("\t") if lines else []
+    if not lines:
+        raise InputError(f"{path}: contains no texts")
+    header = lines[0].split("\t")
     named = text_column or label_column or len(header) > 2
     if named and (set(header) & {*TEXT_COLUMNS, *LABEL_COLUMNS, text_column, label_column}):
         rows = [dict(zip(header, line.split("\t"), strict=False)) for line in lines[1:]]

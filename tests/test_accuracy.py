@@ -150,3 +150,15 @@ def test_minilm_embeddings_keep_clinc150_retrieval(tmp_path: Path) -> None:
     assert metrics["fp32_knn_accuracy"] > 0.8  # a real sentence encoder on 150 intents, not chance (0.007)
     assert metrics["accuracy_pct_of_fp32"] >= 99.0 and metrics["neighbour_recall"] >= 0.95
     assert np.isclose(metrics["mean_cosine"], 1, atol=0.01)
+
+
+def test_cli_convert_with_eval_data(classifier, tiny_models, tmp_path: Path) -> None:
+    _, data_file, _ = classifier
+    args = ["convert", str(tiny_models["bert"]), "--target", str(TINY_PROFILE), "--recipe", "fp32", "--no-rescue"]
+    result = runner.invoke(app, [*args, "--eval-data", str(data_file), "--out", str(tmp_path), "--name", "cli"])
+    assert result.exit_code == 0, result.output
+    assert "% of fp32" in result.output and "100.00" in result.output
+    bad = write_jsonl(tmp_path / "bad.jsonl", [("fine", "great")])
+    result = runner.invoke(app, [*args, "--eval-data", str(bad), "--out", str(tmp_path / "bad"), "--name", "bad"])
+    assert result.exit_code == 2 and "'great' (1 rows)" in result.output
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

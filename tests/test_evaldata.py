@@ -63,6 +63,10 @@ def test_bad_locations(tmp_path: Path) -> None:
     odd.write_bytes(b"PAR1")
     with pytest.raises(InputError, match=r"unknown data format '\.parquet'"):
         read_labelled(odd)
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(InputError, match="contains no texts"):
+        read_labelled(empty)
     # a hub id: this environment has neither `datasets` nor the hub, and says which is missing
     with pytest.raises(InputError, match=r"'glue:sst2' is not a file; .*pip install datasets|cannot load"):
         read_labelled("glue:sst2")
