@@ -322,7 +322,8 @@ def run(
     out: Annotated[Path, typer.Option(help="Where bundles go.")] = Path("bundles"),
     runs: Annotated[int, typer.Option(help="Timed bench runs per length.")] = 30,
 ) -> None:
-    """The whole chain: convert every recipe, validate and bench each bundle, print one table."""
+    """The whole chain: convert every recipe, validate and bench each bundle, print one table.
+    Validate reports go to reports/ as with `edge-bert validate`."""
     from edge_bert.bench import bench as run_bench
     from edge_bert.validate import validate as run_validate
 
@@ -348,7 +349,9 @@ def run(
     results = []
     for outcome in written:
         console.print(f"[dim]validate + bench {outcome.bundle.name}[/dim]")
-        results.append((run_validate(outcome.bundle), run_bench(outcome.bundle, runs=runs, warmup=5)))
+        check = run_validate(outcome.bundle)
+        write_reports(check, Path("reports"))
+        results.append((check, run_bench(outcome.bundle, runs=runs, warmup=5)))
     if not results:
         raise typer.Exit(1)
     lengths = [row["seq_length"] for row in results[0][1]["latency"]]

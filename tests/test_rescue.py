@@ -112,3 +112,17 @@ def test_rescue_keeps_the_broken_projection_float(models, tmp_path: Path, fmt: s
     result = validate(rescued.bundle)  # the runner agrees, from the bundle alone
     assert result["passed"] and result["parity"]["worst_cosine"] > 0.97
     assert np.isfinite(result["parity"]["max_abs_error"])
+
+
+def test_static_int8_rescue(models, tmp_path: Path) -> None:
+    """QDQ also quantizes the activation x activation MatMuls: attention-times-V reads the outlier
+    channel too, so more nodes stay float, the broken projection first."""
+    texts = [t for t, _ in sst2_dev(limit=40)]
+    (outcome,) = convert(
+        str(models["outlier"]), "x86-vnni", tmp_path, recipes=["static-int8"], texts=texts, log=lambda _: None
+    )
+    assert outcome.passed, outcome.error
+    kept = outcome.rescue["kept_float"]
+    assert kept[0] == "/model/encoder/layer.1/attention/output/dense/MatMul"
+    assert "/model/encoder/layer.1/attention/self/MatMul_1" in kept  # probabilities x V
+    assert outcome.rescue["bytes"]["rescued"] < outcome.rescue["bytes"]["fp16_estimate"]
