@@ -117,3 +117,10 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def sst2_texts() -> list[str]:
     return [text for text, _ in sst2_dev(limit=48)]
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp_dir(tmp_path, monkeypatch) -> None:
+    """Each test runs in its own directory: `validate` writes reports/ under the working directory, and a
+    test run must not leave files in the checkout."""
+    monkeypatch.chdir(tmp_path)

@@ -107,3 +107,15 @@ def test_feature_extraction_pools_inside_the_graph(arch, tmp_path, sst2_texts):
     expected = torch.nn.functional.normalize(hidden.mean(dim=1), dim=1).numpy()
     np.testing.assert_allclose(outputs["sentence_embedding"], expected, atol=1e-5)
     np.testing.assert_allclose(outputs["last_hidden_state"], hidden.numpy(), atol=1e-4)
+
+
+def test_attention_fusion_is_a_recipe_option(tiny_models, tmp_path, sst2_texts):
+    """scripts/attention_fusion.toml: the same int8 recipe with QAttention and with attention unfused."""
+    import onnx
+
+    profile = Path(__file__).resolve().parent.parent / "scripts" / "attention_fusion.toml"
+    outcomes = convert(str(tiny_models["bert"]), profile, tmp_path, texts=sst2_texts, log=lambda _: None)
+    ops = {o.recipe: {n.op_type for n in onnx.load(str(o.bundle / "model.onnx")).graph.node} for o in outcomes}
+    assert "QAttention" in ops["dynamic-int8"]
+    assert not {"QAttention", "Attention"} & ops["dynamic-int8-unfused"]
+    assert "MatMulInteger" in ops["dynamic-int8-unfused"] and "Attention" in ops["fp32"]

@@ -93,14 +93,19 @@ class OnnxFormat(ModelFormat):
     def produce(self, recipe: Recipe, dst: Path) -> dict[str, Any]:
         # QDQ (static) quantization has no Attention operator: start it from a graph whose attention
         # stays unfused, or its attention weights would stay fp32 (66 MB instead of 23 MB for MiniLM)
-        fuse_attention = recipe.kind not in QDQ_KINDS
+        fuse_attention = self._fuses_attention(recipe)
         base, fusions = self._base(fuse_attention)
         settings = produce(recipe, base, dst, self._feeds())
         return settings if fuse_attention else {**settings, "fusions": fusions}
+
+    @staticmethod
+    def _fuses_attention(recipe: Recipe) -> bool:
+        """Attention is fused (QAttention in int8) unless the recipe is QDQ or says ``fuse_attention = false``."""
+        return recipe.kind not in QDQ_KINDS and bool(recipe.options.get("fuse_attention", True))
 
     def sensitivity(self, recipe: Recipe, dst: Path) -> list[tuple[str, float, int]] | None:
         if recipe.kind not in RESCUABLE_KINDS:
             return None
         self.produce(recipe, dst)
-        base, _ = self._base(recipe.kind not in QDQ_KINDS)
+        base, _ = self._base(self._fuses_attention(recipe))
         return rank_nodes(base, dst, self._feeds(), self.job.work)
