@@ -126,3 +126,20 @@ def test_static_int8_rescue(models, tmp_path: Path) -> None:
     assert kept[0] == "/model/encoder/layer.1/attention/output/dense/MatMul"
     assert "/model/encoder/layer.1/attention/self/MatMul_1" in kept  # probabilities x V
     assert outcome.rescue["bytes"]["rescued"] < outcome.rescue["bytes"]["fp16_estimate"]
+
+
+def test_rescue_that_cannot_pass_gives_up_cleanly(models, tmp_path: Path) -> None:
+    """An unreachable gate: every retry fails, nothing is written, and the outcome describes the plain
+    int8 model that was refused (not the last retry's larger file)."""
+    impossible = tmp_path / "impossible.toml"
+    text = (ROOT / "targets" / "x86-vnni.toml").read_text()
+    impossible.write_text(text.replace("min_worst_cosine = 0.97", "min_worst_cosine = 1.01", 1))
+    texts = [t for t, _ in sst2_dev(limit=40)]
+    logs: list[str] = []
+    options = {"recipes": ["dynamic-int8"], "texts": texts}
+    (outcome,) = convert(str(models["outlier"]), impossible, tmp_path / "out", log=logs.append, **options)
+    assert not outcome.passed and outcome.rescue is None and "failed its parity gate" in outcome.error
+    assert sum("still fails" in line for line in logs) >= 2
+    assert not any((tmp_path / "out").iterdir())
+    (plain,) = convert(str(models["outlier"]), impossible, tmp_path / "plain", allow_rescue=False, log=print, **options)
+    assert outcome.model_bytes == plain.model_bytes and outcome.parity == plain.parity

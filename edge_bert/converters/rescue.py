@@ -9,6 +9,7 @@ size and in latency (timed here, on the host, plain vs rescued, so the trade is 
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -63,13 +64,40 @@ def rescue(
         return None
     start = time.perf_counter()
     plain = model_file.with_name(f"plain-{model_file.name}")
-    ranking = fmt.sensitivity(recipe, plain)
+    try:
+        ranking = fmt.sensitivity(recipe, plain)
+    except Exception as exc:  # a failed measurement ends the rescue, not the conversion
+        log(f"recipe {recipe.name}: no rescue (measuring per-node error failed: {type(exc).__name__}: {exc})")
+        return None
     if not ranking:
         why = "no node adds measurable error" if ranking == [] else f"{fmt.name} {recipe.kind} has no per-node rescue"
         log(f"recipe {recipe.name}: no rescue ({why})")
         return None
     log(f"recipe {recipe.name}: rescue - nodes by error introduced: {_top(fmt, ranking)}")
-    fp16_bytes = fp32_bytes // 2
+    try:
+        result = _retry(fmt, recipe, model_file, plain, ranking, fp32_bytes // 2, attempt, failure, log, start)
+    except EdgeBertError:
+        raise
+    except Exception as exc:  # a quantizer failure on a retry ends the rescue, not the conversion
+        log(f"recipe {recipe.name}: rescue stopped: {type(exc).__name__}: {exc}")
+        result = None
+    if result is None:  # the outcome reports the refused plain model, not the last retry
+        shutil.copyfile(plain, model_file)
+    return result
+
+
+def _retry(
+    fmt: ModelFormat,
+    recipe: Recipe,
+    model_file: Path,
+    plain: Path,
+    ranking: list[tuple[str, float, int]],
+    fp16_bytes: int,
+    attempt: Attempt,
+    failure: type[EdgeBertError],
+    log: Log,
+    start: float,
+) -> Any | None:
     for keep in plan(ranking, fp16_bytes - plain.stat().st_size):
         trial = replace(recipe, options={**recipe.options, "keep_float": keep})
         settings = fmt.produce(trial, model_file)
