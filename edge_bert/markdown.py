@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_bert.report import gate_label, machine_line
+from edge_bert.report import fmt_value, gate_label, machine_line
 
 
 def _num(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    return fmt_value(value, digits, "f")
 
 
 def _gate_rows(result: dict[str, Any]) -> list[str]:

@@ -26,11 +26,12 @@ def write_json(result: dict[str, Any], target: str | None) -> None:
         Path(target).write_text(text, encoding="utf-8")
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
+def fmt_value(value: Any, digits: int = 4, style: str = "g") -> str:
+    """``-`` for a missing value, a float with ``digits`` in ``style`` (g: significant, f: decimals)."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}g}"
+        return f"{value:.{digits}{style}}"
     return str(value)
 
 
@@ -66,12 +67,12 @@ def validation_table(result: dict[str, Any]) -> Table:
         "pass" if tok["pass"] else "[red]fail[/red]",
     )
     parity = result["parity"]
-    table.add_row("max abs error", _fmt(parity["max_abs_error"]), "", "")
+    table.add_row("max abs error", fmt_value(parity["max_abs_error"]), "", "")
     for name, gate in result["gates"].items():
         table.add_row(
             gate_label(name),
-            _fmt(gate["value"], 6),
-            ("≥ " if name.startswith("min") else "≤ ") + _fmt(gate["threshold"]),
+            fmt_value(gate["value"], 6),
+            ("≥ " if name.startswith("min") else "≤ ") + fmt_value(gate["threshold"]),
             "pass" if gate["pass"] else "[red]fail[/red]",
         )
     accuracy_rows(table, result)
@@ -88,7 +89,7 @@ def accuracy_rows(table: Table, result: dict[str, Any]) -> None:
         ("k-NN accuracy (fp32)", "knn_accuracy", "fp32_knn_accuracy"),
     ):
         if key in metrics:
-            table.add_row(label, f"{metrics[key]:.4f} ({_fmt(metrics.get(ref))})", "", "")
+            table.add_row(label, f"{metrics[key]:.4f} ({fmt_value(metrics.get(ref))})", "", "")
     if metrics.get("worst_classes"):
         worst = ", ".join(f"{c['label']} -{100 * c['drop']:.1f}pt" for c in metrics["worst_classes"][:3])
         table.add_row("classes that lost most", worst, "", "")

@@ -21,6 +21,7 @@ import numpy as np
 from edge_bert.backends import backend_class
 from edge_bert.converters.formats import Log, ModelFormat
 from edge_bert.errors import EdgeBertError
+from edge_bert.metrics import latency_stats
 from edge_bert.profiles import Recipe
 from edge_bert.session import make_feeds
 
@@ -154,6 +155,6 @@ def host_p50(fmt: ModelFormat, models: dict[str, Path]) -> dict[str, float]:
             begin = time.perf_counter()
             backend.run(feeds)
             times.append((time.perf_counter() - begin) * 1000)
-        medians[name] = round(float(np.median(times)), 3)
+        medians[name] = round(latency_stats(times)["p50_ms"], 3)
         del backend
     return medians

@@ -64,12 +64,16 @@ class TfliteFormat(ModelFormat):
                 f"{metrics['max_abs_error']:.3g} > atol {EXPORT_ATOL} (worst signature); nothing written"
             )
         self._base = self.fp32_path = fp32
+        self._calibrated: dict[tuple[str, int], object] = {}  # calibration of self._base, per kind and samples
         self._signatures = signature_details(fp32)
         return {"exporter": "litert-torch", "atol": EXPORT_ATOL, "parity": metrics, "ops": ops}
 
     def produce(self, recipe: Recipe, dst: Path) -> dict[str, Any]:
         job = self.job
-        settings = quantize(recipe, self._base, dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration)
+        settings = quantize(
+            recipe, self._base, dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration,
+            calibrated=self._calibrated,
+        )  # fmt: skip
         check_builtin_ops(dst)  # the quantized ops must be builtin too
         try:  # loads and runs every signature once; a failure here ends this recipe only
             LiteRtBackend(dst, threads=2)
@@ -81,7 +85,10 @@ class TfliteFormat(ModelFormat):
         if recipe.kind not in RESCUABLE_KINDS:
             return None
         job, ranking = self.job, []
-        quantize(recipe, self._base, dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration, ranking)
+        quantize(
+            recipe, self._base, dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration, ranking,
+            calibrated=self._calibrated,
+        )  # fmt: skip
         return ranking
 
     def node_label(self, node: str) -> str:

@@ -21,8 +21,6 @@ from edge_bert.profiles import Recipe
 from edge_bert.session import make_feeds
 
 Calibration = list[tuple[np.ndarray, np.ndarray]]
-#: calibration statistics per (fp32 model, recipe kind, samples, lengths), for the conversion's lifetime
-_CALIBRATED: dict[tuple[str, str, int, tuple[int, ...]], Any] = {}
 
 
 def quantize(
@@ -33,11 +31,13 @@ def quantize(
     lengths: list[int],
     calibration: Calibration,
     sensitivity: list[tuple[str, float, int]] | None = None,
+    calibrated: dict[tuple[str, int], Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``recipe``'s model to ``dst`` from the fp32 ``src``; returns the settings used.
 
     ``sensitivity``: if a list is given, it is filled with (op output tensor, error introduced, bytes
     kept float) measured by AI Edge Quantizer's validate on the calibration text, worst first.
+    ``calibrated``: calibration results by (kind, samples) for this ``src``, reused when given.
     """
     if recipe.kind == "fp32":
         shutil.copyfile(src, dst)
@@ -91,10 +91,11 @@ def quantize(
     try:
         result = None
         if qt.need_calibration:
-            key = (str(src), recipe.kind, samples, tuple(lengths))
-            if key not in _CALIBRATED:  # a rescue retries the recipe with ops kept float: same statistics
-                _CALIBRATED[key] = qt.calibrate(calibration_data(inputs, lengths, calibration[:samples]), num_threads=2)
-            result = _CALIBRATED[key]
+            cache = {} if calibrated is None else calibrated
+            key = (recipe.kind, samples)
+            if key not in cache:  # a rescue retries the recipe with ops kept float: same statistics
+                cache[key] = qt.calibrate(calibration_data(inputs, lengths, calibration[:samples]), num_threads=2)
+            result = cache[key]
         qt.quantize(result, enable_progress_report=False).export_model(str(dst), overwrite=True)
     finally:
         logging.disable(logging.NOTSET)
