@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from edge_bert.metrics import relative_errors, softmax
-from edge_bert.profiles import Gates
 
 #: the bundle file holding the fp32 outputs on the convert-time evaluation texts
 REFERENCE_FILE = "eval_reference.npz"
@@ -172,18 +171,3 @@ def embedding_metrics(
         result["fp32_knn_accuracy"] = fp32_knn
         result["accuracy_pct_of_fp32"] = 100.0 * result["knn_accuracy"] / fp32_knn if fp32_knn else None
     return result
-
-
-def accuracy_gates(metrics: dict[str, Any], gates: Gates) -> dict[str, dict[str, Any]]:
-    """Verdicts for the gates these metrics can answer; a gate without its numbers is left out."""
-    checks = {
-        "min_accuracy_pct_of_fp32": metrics.get("accuracy_pct_of_fp32"),
-        "min_prediction_agreement": metrics.get("agreement"),
-        "min_neighbour_recall": metrics.get("neighbour_recall"),
-    }
-    verdicts = {}
-    for name, value in checks.items():
-        if value is not None:
-            threshold = getattr(gates, name)
-            verdicts[name] = {"threshold": threshold, "value": value, "pass": bool(value >= threshold)}
-    return verdicts

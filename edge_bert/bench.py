@@ -36,12 +36,13 @@ def bench(
 ) -> dict[str, Any]:
     """Benchmark a bundle; unset settings come from the profile stored in the bundle."""
     rss_before = current_rss_mib()
+    check_settings(threads, seq_lengths, warmup, runs)
     bundle = open_bundle(path)
-    settings = bundle.manifest["target"].get("bench", {})
-    threads = threads or int(settings.get("threads", 2))
-    seq_lengths = seq_lengths or tuple(settings.get("seq_lengths", (16, 64, 128)))
-    warmup = int(settings.get("warmup", 10)) if warmup is None else warmup
-    runs = int(settings.get("runs", 50)) if runs is None else runs
+    settings = bundle.profile.bench
+    threads = threads or settings.threads
+    seq_lengths = seq_lengths or settings.seq_lengths
+    warmup = settings.warmup if warmup is None else warmup
+    runs = settings.runs if runs is None else runs
 
     session = BundleSession(bundle, threads=threads)
     rss_loaded = current_rss_mib()
@@ -84,7 +85,7 @@ def bench(
     return {
         **result_header(RESULT_SCHEMA, session),
         "settings": {"threads": threads, "warmup": warmup, "runs": runs, "batch": 1},
-        "model_bytes": bundle.manifest["files"][bundle.manifest["model_file"]]["bytes"],
+        "model_bytes": bundle.manifest.model_bytes,
         "cold_load_ms": session.load_seconds * 1000,
         "first_inference_ms": first_ms,
         "memory_mib": {
@@ -95,6 +96,21 @@ def bench(
         "latency": rows,
         "skipped_seq_lengths": skipped,
     }
+
+
+def check_settings(
+    threads: int | None, seq_lengths: tuple[int, ...] | None, warmup: int | None, runs: int | None
+) -> None:
+    """Reject impossible settings before anything is loaded (a negative length once ran as "seq -5")."""
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be at least 1, got {threads}")
+    if runs is not None and runs < 1:
+        raise InputError(f"--runs must be at least 1, got {runs}")
+    if warmup is not None and warmup < 0:
+        raise InputError(f"--warmup must be 0 or more, got {warmup}")
+    for length in seq_lengths or ():
+        if length < 2:
+            raise InputError(f"--seq-lengths: {length} is not a sequence length (each must be at least 2 tokens)")
 
 
 def text_of_length(encoder: TextEncoder, corpus: list[str], length: int) -> Encoded:

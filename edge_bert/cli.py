@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from edge_bert.errors import EdgeBertError
+from edge_bert.devices.dispatch import bench_on_device, emulated_note, is_local, validate_on_device
+from edge_bert.errors import EdgeBertError, InputError
 from edge_bert.profiles import list_profiles, load_profile
-from edge_bert.report import bench_table, console, machine_line, validation_table, write_json, write_reports
+from edge_bert.report import (
+    bench_table,
+    check_output_file,
+    check_report_dir,
+    console,
+    err_console,
+    gate_label,
+    machine_line,
+    print_error,
+    validation_table,
+    write_json,
+    write_reports,
+)
+from edge_bert.report import console as stdout_console
 
 app = typer.Typer(
     add_completion=False,
@@ -29,16 +41,50 @@ LabelColumnOpt = Annotated[Optional[str], typer.Option(help="Label column of the
 SplitOpt = Annotated[
     Optional[str], typer.Option(help="Split: a key of a .json file (e.g. test) or of a hub dataset (validation).")
 ]
+TargetOpt = Annotated[
+    str, typer.Option(help="Built-in target name, path of a .toml profile, or auto (the one matching this CPU).")
+]
 LimitOpt = Annotated[Optional[int], typer.Option(help="Use only the first N rows of the data.")]
+DeviceOpt = Annotated[
+    str, typer.Option(help="Where to run: local | ssh://user@host[:port] | emu:rpi4|rpi5|android-arm64.")
+]
+RemotePythonOpt = Annotated[str, typer.Option(help="ssh:// devices: the Python on the device that has edge-bert.")]
 
 
 def _fail(exc: EdgeBertError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+    """Exit 2 with one line on stderr: the input is unusable (exit 1 means a gate failed)."""
+    print_error(str(exc))
     return typer.Exit(2)
 
 
-def _csv_ints(value: Optional[str]) -> Optional[tuple[int, ...]]:
-    return tuple(int(v) for v in value.split(",")) if value else None
+def _csv_ints(value: Optional[str], option: str = "--seq-lengths") -> Optional[tuple[int, ...]]:
+    if not value:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise _fail(InputError(f"{option} {value!r}: expected comma-separated integers, e.g. 16,64,128")) from None
+
+
+def _preflight(json_out: Optional[str], report_dir: Optional[Path] = None) -> None:
+    """Check where results go before any work: a PASS must never be lost to an unwritable path."""
+    try:
+        check_output_file(json_out)
+        if report_dir is not None:
+            check_report_dir(report_dir)
+    except EdgeBertError as exc:
+        raise _fail(exc) from exc
+
+
+def _profile_gates(bundle: Path, profile: str):
+    """``validate --profile``: the named profile's gates for this bundle's format and recipe."""
+    from edge_bert.bundle import open_bundle
+
+    manifest = open_bundle(bundle).manifest
+    spec = load_profile(profile).formats.get(manifest.format)
+    if spec is None:
+        raise InputError(f"--profile {profile}: it has no {manifest.format} recipes for this {manifest.format} bundle")
+    return spec.recipe(manifest.recipe.name).gates
 
 
 @app.command()
@@ -61,7 +107,7 @@ def convert(
     model: Annotated[
         Optional[str], typer.Argument(help="Hub id or save_pretrained dir (default: embedded MiniLM).")
     ] = None,
-    target: Annotated[str, typer.Option(help="Built-in target name or path of a .toml profile.")] = "x86",
+    target: TargetOpt = "auto",
     out: Annotated[Path, typer.Option(help="Directory to write bundles into.")] = Path("bundles"),
     task: Annotated[
         Optional[str], typer.Option(help="text-classification | feature-extraction (default: from config).")
@@ -109,7 +155,7 @@ def convert(
         allow_rescue=rescue,
         trust_remote_code=trust_remote_code,
     )
-    if not all(o.passed for o in outcomes):
+    if not all(o.passed for o in outcomes if o.required):
         raise typer.Exit(1)
 
 
@@ -125,17 +171,16 @@ def _read_data(location: Optional[str], text_column, label_column, split, limit)
         raise _fail(exc) from exc
 
 
-def _convert(model: Optional[str], target: str, out: Path, **options) -> list:
+def _convert(model: Optional[str], target: str, out: Path, quiet: bool = False, **options) -> list:
+    """Run the converter and print its table (on stderr when stdout carries JSON)."""
     from edge_bert.textdata import read_texts
 
+    console = err_console if quiet else stdout_console
     try:
         from edge_bert.converters.convert import convert as run_convert
     except ImportError as exc:
-        console.print(
-            f"[red]error:[/red] convert needs the converter extra ({exc.name} is missing): "
-            "pip install 'edge-bert[convert]'"
-        )
-        raise typer.Exit(2) from exc
+        raise _fail(InputError(f"convert needs the converter extra ({exc.name} is missing): "
+                               "pip install 'edge-bert[convert]'")) from exc  # fmt: skip
     try:
         for key in ("texts", "calibration_data"):
             if options[key] is not None:
@@ -163,7 +208,7 @@ def _convert(model: Optional[str], target: str, out: Path, **options) -> list:
             _f(p.get("worst_cosine")),
             _f(p.get("top1_agreement")),
             *(task_cells if with_accuracy else []),
-            "[green]written[/green]" if o.passed else f"[red]{o.error}[/red]",
+            "[green]written[/green]" if o.passed else ("[red]" if o.required else "[yellow]attempt: ") + o.error,
             str(o.bundle or "-"),
         )
     console.print(table)
@@ -179,7 +224,12 @@ def _rescue_line(recipe: str, rescue: dict) -> str:
     return (
         f"{recipe}: rescued by keeping {len(rescue['kept_float'])} node(s) float "
         f"(+{rescued - plain:.2f} MB: {plain:.1f} -> {rescued:.1f} MB; "
-        f"host p50 {p50['plain']:.2f} -> {p50['rescued']:.2f} ms): "
+        f"host p50 {p50['plain']:.2f} -> {p50['rescued']:.2f} ms"
+        + "".join(
+            f"; without it {gate_label(name)} was {gate['value']:.4g}, gate {gate['threshold']:g}"
+            for name, gate in (rescue.get("plain_failed_gates") or {}).items()
+        )
+        + "): "
         + ", ".join(rescue.get("kept_float_labels", rescue["kept_float"]))
     )
 
@@ -205,20 +255,23 @@ def validate(
     limit: LimitOpt = None,
     report_dir: Annotated[Path, typer.Option(help="Where the JSON + Markdown report go.")] = Path("reports"),
     plot: Annotated[bool, typer.Option(help="Also draw PNG charts (needs matplotlib).")] = False,
+    device: DeviceOpt = "local",
+    remote_python: RemotePythonOpt = "python3",
 ) -> None:
     """On the device: checksums, tokenizer, parity against the golden outputs and, with --data, task accuracy
     as % of fp32. Writes REPORT_DIR/BUNDLE.validate.{json,md}. Exit 0 pass, 1 fail, 2 unusable."""
     from edge_bert.validate import validate as run_validate
 
+    _preflight(json_out, report_dir)
     labelled = _read_data(data, text_column, label_column, split, limit)
     try:
-        gates = None
-        if profile:
-            manifest = json.loads((bundle / "manifest.json").read_text())
-            gates = load_profile(profile).formats[manifest["format"]].recipe(manifest["recipe"]["name"]).gates
-        with Progress(console=console, transient=True, disable=json_out == "-") as progress:
+        gates = _profile_gates(bundle, profile) if profile else None
+        with Progress(console=console, transient=True, disable=json_out == "-" or not console.is_terminal) as progress:
             task = progress.add_task("evaluating", total=None)
-            result = run_validate(
+            on_device = validate_on_device(
+                device, remote_python, profile, data, text_column, label_column, split, limit
+            )
+            result = (run_validate if is_local(device) else on_device)(
                 bundle,
                 gates=gates,
                 threads=threads,
@@ -226,8 +279,10 @@ def validate(
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
         files = write_reports(result, report_dir, plot)
-    except (EdgeBertError, OSError, KeyError) as exc:
-        raise _fail(exc if isinstance(exc, EdgeBertError) else EdgeBertError(f"{bundle}: {exc}")) from exc
+    except EdgeBertError as exc:
+        raise _fail(exc) from exc
+    except OSError as exc:  # e.g. the disk filled up while writing reports
+        raise _fail(InputError(f"{exc.filename or report_dir}: {exc.strerror or exc}")) from exc
     if json_out != "-":
         console.print(validation_table(result))
         console.print(f"[dim]report: {', '.join(str(f) for f in files)}[/dim]", highlight=False)
@@ -244,18 +299,22 @@ def bench(
     runs: Annotated[Optional[int], typer.Option(help="Timed runs per length.")] = None,
     warmup: Annotated[Optional[int], typer.Option(help="Untimed runs per length.")] = None,
     texts: Annotated[Optional[Path], typer.Option(help="Real texts to cut to each length (default: built-in).")] = None,
+    device: DeviceOpt = "local",
+    remote_python: RemotePythonOpt = "python3",
 ) -> None:
     """On the device: cold load, first inference, warm p50/p90/p99, throughput, peak memory."""
     from edge_bert.bench import bench as run_bench
     from edge_bert.textdata import read_texts
 
+    _preflight(json_out)
+    lengths = _csv_ints(seq_lengths)
     try:
-        with Progress(console=console, transient=True, disable=json_out == "-") as progress:
+        with Progress(console=console, transient=True, disable=json_out == "-" or not console.is_terminal) as progress:
             task = progress.add_task("bench", total=None)
-            result = run_bench(
+            result = (run_bench if is_local(device) else bench_on_device(device, remote_python, texts))(
                 bundle,
                 threads=threads,
-                seq_lengths=_csv_ints(seq_lengths),
+                seq_lengths=lengths,
                 runs=runs,
                 warmup=warmup,
                 texts=read_texts(texts) if texts else None,
@@ -275,58 +334,67 @@ def inspect(bundle: Path, json_out: JsonOpt = None) -> None:
     """Show what a bundle holds (after verifying its checksums)."""
     from edge_bert.bundle import open_bundle
 
+    _preflight(json_out)
     try:
         opened = open_bundle(bundle)
     except EdgeBertError as exc:
         raise _fail(exc) from exc
     m = opened.manifest
     if json_out:
-        write_json(m, json_out)
+        write_json(m.to_dict(), json_out)
         return
     table = Table(title=f"bundle {opened.name}", show_header=False)
-    model = m["model"]
+    model = m.model
     rows = {
-        "model": f"{model['source']} ({model['architecture']}, {model['parameters']:,} parameters)",
-        "task": model["task"] + (f", {len(model['labels'])} labels" if model.get("labels") else ""),
-        "format / recipe": f"{m['format']} / {m['recipe']['name']} {m['recipe']['settings']}",
-        "target": m["target"]["name"],
-        "inputs": ", ".join(f"{i['name']}:{i['dtype']}{i['shape']}" for i in m["inputs"]),
-        "outputs": ", ".join(m["outputs"]) + f" (gated: {m['primary_output']})",
-        "shapes": f"{m['shapes']['policy']}, max {m['shapes']['max_length']} tokens",
-        "export": ", ".join(f"{k} {m['export'][k]}" for k in ("exporter", "opset", "fusions") if m["export"].get(k)),
-        "signatures": ", ".join(sorted(m["shapes"].get("signatures") or [])) or "-",
-        "golden": f"{m['golden']['count']} texts",
-        "eval reference": _eval_line(m.get("eval")),
-        "rescue": _rescue_line(m["recipe"]["name"], m["rescue"]) if m.get("rescue") else "-",
-        "tools": ", ".join(f"{k} {v}" for k, v in m["tools"].items()),
+        "model": f"{model.source} ({model.architecture}, {model.parameters:,} parameters)",
+        "task": model.task + (f", {len(model.labels)} labels" if model.labels else ""),
+        "format / recipe": f"{m.format} / {m.recipe.name} {m.recipe.settings}",
+        "target": opened.profile.name,
+        "inputs": ", ".join(f"{i.name}:{i.dtype}{list(i.shape)}" for i in m.inputs),
+        "outputs": ", ".join(m.outputs) + f" (gated: {m.primary_output})",
+        "shapes": f"{m.shapes.policy}, max {m.shapes.max_length} tokens",
+        "export": ", ".join(f"{k} {m.export[k]}" for k in ("exporter", "opset", "fusions") if m.export.get(k)),
+        "signatures": ", ".join(sorted(m.shapes.signatures or [])) or "-",
+        "golden": f"{m.golden.count} texts",
+        "eval reference": _eval_line(m.eval),
+        "rescue": _rescue_line(m.recipe.name, m.rescue) if m.rescue else "-",
+        "tools": ", ".join(f"{k} {v}" for k, v in m.tools.items()),
     }
-    for name, meta in m["files"].items():
-        rows[f"file {name}"] = f"{meta['bytes']:,} B sha256 {meta['sha256'][:16]}…"
+    for name, meta in m.files.items():
+        rows[f"file {name}"] = f"{meta.bytes:,} B sha256 {meta.sha256[:16]}…"
     for key, value in rows.items():
         table.add_row(key, value)
     console.print(table)
 
 
-def _eval_line(info: Optional[dict]) -> str:
+def _eval_line(info) -> str:  # manifest.EvalInfo | None
     if not info:
         return "-"
-    source = info["source"].get("name") or info["source"].get("id")
-    fp32 = ", ".join(f"{k} {v:.4f}" for k, v in info["fp32"].items() if v is not None)
-    return f"fp32 outputs for {info['rows']} texts of {source}" + (f" (fp32 {fp32})" if fp32 else "")
+    source = info.source.get("name") or info.source.get("id")
+    fp32 = ", ".join(f"{k} {v:.4f}" for k, v in info.fp32.items() if v is not None)
+    return f"fp32 outputs for {info.rows} texts of {source}" + (f" (fp32 {fp32})" if fp32 else "")
 
 
 @app.command()
 def run(
     model: Annotated[Optional[str], typer.Argument(help="Hub id or dir (default: embedded all-MiniLM-L6-v2).")] = None,
-    target: Annotated[str, typer.Option(help="Target profile (auto: the one matching this CPU).")] = "auto",
+    target: TargetOpt = "auto",
     out: Annotated[Path, typer.Option(help="Where bundles go.")] = Path("bundles"),
     runs: Annotated[int, typer.Option(help="Timed bench runs per length.")] = 30,
+    json_out: JsonOpt = None,
+    report_dir: Annotated[Path, typer.Option(help="Where the validate reports go.")] = Path("reports"),
+    device: DeviceOpt = "local",
+    remote_python: RemotePythonOpt = "python3",
 ) -> None:
     """The whole chain: convert every recipe, validate and bench each bundle, print one table.
-    Validate reports go to reports/ as with `edge-bert validate`."""
+    Validate reports go to REPORT_DIR as with `edge-bert validate`. Exit 0 when every required recipe was
+    written and validates, 1 when one was refused or fails, 2 on unusable input."""
     from edge_bert.bench import bench as run_bench
     from edge_bert.validate import validate as run_validate
 
+    _preflight(json_out, report_dir)
+    if runs < 1:
+        raise _fail(InputError(f"--runs must be at least 1, got {runs}"))
     outcomes = _convert(
         model,
         target,
@@ -344,20 +412,47 @@ def run(
         overwrite=True,
         allow_rescue=True,
         trust_remote_code=False,
+        quiet=json_out == "-",
     )
     written = [o for o in outcomes if o.passed]
     results = []
-    for outcome in written:
-        console.print(f"[dim]validate + bench {outcome.bundle.name}[/dim]")
-        check = run_validate(outcome.bundle)
-        write_reports(check, Path("reports"))
-        results.append((check, run_bench(outcome.bundle, runs=runs, warmup=5)))
-    if not results:
-        raise typer.Exit(1)
+    try:
+        for outcome in written:
+            _status(json_out, f"validate + bench {outcome.bundle.name}")
+            check = (run_validate if is_local(device) else validate_on_device(device, remote_python))(outcome.bundle)
+            write_reports(check, report_dir)
+            timing = run_bench if is_local(device) else bench_on_device(device, remote_python)
+            results.append((check, timing(outcome.bundle, runs=runs, warmup=5)))
+    except EdgeBertError as exc:
+        raise _fail(exc) from exc
+    passed = bool(results) and all(o.passed for o in outcomes if o.required) and all(c["passed"] for c, _ in results)
+    write_json(_run_document(target, outcomes, results, passed), json_out)
+    if results and json_out != "-":
+        console.print(_run_table(target, results))
+    raise typer.Exit(0 if passed else 1)
+
+
+def _status(json_out: Optional[str], message: str) -> None:
+    if json_out != "-":
+        console.print(f"[dim]{message}[/dim]", highlight=False)
+
+
+def _run_document(target: str, outcomes: list, results: list, passed: bool) -> dict:
+    refused = [
+        {"format": o.format, "recipe": o.recipe, "required": o.required, "reason": o.error}
+        for o in outcomes
+        if not o.passed
+    ]
+    bundles = [{"validate": check, "bench": timing} for check, timing in results]
+    return {"schema": "edge-bert/run/v1", "target": target, "passed": passed, "bundles": bundles, "refused": refused}
+
+
+def _run_table(target: str, results: list) -> Table:
     lengths = [row["seq_length"] for row in results[0][1]["latency"]]
     fp32 = {r["recipe"]: r for _, r in results}.get("fp32")
     table = Table(
-        title=f"edge-bert run: {len(results)} bundles for target {load_profile(target).name}",
+        title=f"edge-bert run: {len(results)} bundles for target {_target_name(target)}"
+        + emulated_note(results[0][1]),
         caption=machine_line(results[0][1]["machine"]) + f" · {results[0][1]['settings']['threads']} threads",
     )
     for column in (
@@ -378,9 +473,23 @@ def run(
             *[f"{v:.2f}" for v in p50],
             "-" if speedup is None else f"{speedup:.2f}",
         )
-    console.print(table)
-    if len(written) < len(outcomes):
-        raise typer.Exit(1)
+    return table
+
+
+def _target_name(target: str) -> str:
+    try:
+        return load_profile(target).name
+    except EdgeBertError:
+        return target
+
+
+# --- command modules: each registers its commands on ``app`` (one import + one register line each) ---
+from edge_bert.cli_train import register as register_train  # noqa: E402
+
+register_train(app)
+from edge_bert.cli_device import register as register_device  # noqa: E402
+
+register_device(app)
 
 
 def main() -> None:

@@ -42,21 +42,38 @@ def read_labelled(
     split: str | None = None,
     limit: int | None = None,
 ) -> LabelledData:
-    """Read ``location``: a .tsv/.csv/.jsonl/.json/.txt file, or else a Hugging Face dataset id."""
+    """Read ``location``: a .tsv/.csv/.jsonl/.json/.txt file, or else a Hugging Face dataset id.
+
+    Every row is kept or refused out loud: a row without text is skipped and counted (``source``'s
+    ``empty_rows``), a null text or label is an error naming the row, and bytes that are not UTF-8 are
+    an error naming the offset."""
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1 (the number of rows to use), got {limit}")
     path = Path(location)
     if path.is_file():
         readers = {".tsv": _read_tsv, ".csv": _read_csv, ".jsonl": _read_jsonl, ".json": _read_json, ".txt": _read_txt}
         reader = readers.get(path.suffix.lower())
         if reader is None:
             raise InputError(f"{path}: unknown data format {path.suffix!r}; use .tsv, .csv, .jsonl, .json or .txt")
-        texts, labels = reader(path, text_column, label_column, split)
+        try:
+            texts, labels = reader(path, text_column, label_column, split)
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                "save the file as UTF-8"
+            ) from exc
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         source = {"kind": "file", "path": str(path), "name": path.name, "split": split}
     elif path.exists() or _looks_like_path(str(location)):
         raise InputError(f"evaluation data not found: {path} (not a file)")
     else:
         texts, labels = _read_hub(str(location), text_column, label_column, split or "validation")
         source = {"kind": "hub", "id": str(location), "split": split or "validation"}
-    rows = [(t.strip(), lab) for t, lab in zip(texts, labels or [None] * len(texts), strict=True) if t and t.strip()]
+    _check_values(texts, labels, str(location))
+    pairs = list(zip(texts, labels or [None] * len(texts), strict=True))
+    rows = [(t.strip(), lab) for t, lab in pairs if t.strip()]
+    empty = len(pairs) - len(rows)
     if not rows:
         raise InputError(f"{location}: contains no texts")
     rows = rows[:limit] if limit else rows
@@ -64,8 +81,22 @@ def read_labelled(
     return LabelledData(
         [t for t, _ in rows],
         [str(lab).strip() for _, lab in rows] if has_labels else None,
-        {**source, "rows": len(rows)},
+        {**source, "rows": len(rows), **({"empty_rows": empty} if empty else {})},
     )
+
+
+def _check_values(texts: list[Any], labels: list[Any] | None, where: str) -> None:
+    """A JSON null is not the text "None": name the first row whose text or label is not a string."""
+    for number, text in enumerate(texts, 1):
+        if not isinstance(text, str):
+            raise InputError(f"{where}: row {number}: the text is {_kind(text)}, not a string")
+    for number, label in enumerate(labels or [], 1):
+        if label is None or isinstance(label, dict | list | float):
+            raise InputError(f"{where}: row {number}: the label is {_kind(label)}; labels are names or indices")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__} ({str(value)[:30]!r})"
 
 
 def match_labels(labels: list[str], label_names: list[str]) -> np.ndarray:
@@ -85,6 +116,11 @@ def match_labels(labels: list[str], label_names: list[str]) -> np.ndarray:
         f"{len(unknown)} label(s) in the data are not labels of the model: {examples}. "
         f"The model's {len(label_names)} labels are {known} (matched by name, or by index 0..{len(label_names) - 1})"
     )
+
+
+def _label(value: Any) -> Any:
+    """Labels are compared as text (``1`` and ``"1"`` are the same label); null stays null for the check."""
+    return value if value is None or isinstance(value, dict | list | float) else str(value)
 
 
 def _is_index(label: str, count: int) -> bool:
@@ -111,8 +147,8 @@ def _columns(rows: list[dict[str, Any]], text_column: str | None, label_column: 
         raise InputError(f"{where}: no text column (tried {list(TEXT_COLUMNS)}); name it with --text-column")
     label = _pick(columns, label_column, LABEL_COLUMNS, "label", where)
     try:
-        texts = [str(row[text]) for row in rows]
-        labels = [str(row[label]) for row in rows] if label else None
+        texts = [row[text] for row in rows]
+        labels = [_label(row[label]) for row in rows] if label else None
     except KeyError as exc:
         raise InputError(f"{where}: a row lacks the {exc.args[0]!r} field") from exc
     return texts, labels
@@ -171,7 +207,7 @@ def _read_json(path: Path, text_column: str | None, label_column: str | None, sp
     if not isinstance(data, list) or not data:
         raise InputError(f"{path}: expected a non-empty list of [text, label] pairs or objects")
     if all(isinstance(row, list | tuple) and len(row) == 2 for row in data):
-        return [str(t) for t, _ in data], [str(label) for _, label in data]
+        return [t for t, _ in data], [_label(label) for _, label in data]
     if all(isinstance(row, dict) for row in data):
         return _columns(data, text_column, label_column, str(path))
     raise InputError(f"{path}: expected a list of [text, label] pairs or of objects")

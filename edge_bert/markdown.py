@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_bert.report import fmt_value, gate_label, machine_line
+from edge_bert.formatting import fmt_value, gate_label, gate_verdict, machine_line
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -23,7 +23,7 @@ def _gate_rows(result: dict[str, Any]) -> list[str]:
     for name, gate in result["gates"].items():
         sign = "≥" if name.startswith("min") else "≤"
         label = gate_label(name)
-        verdict = "pass" if gate["pass"] else "**FAIL**"
+        verdict = gate_verdict(gate, "**FAIL**")
         rows.append(f"| {label} | {_num(gate['value'], 5)} | {sign} {gate['threshold']:g} | {verdict} |")
     return rows
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_bert.profiles import Gates
-
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -20,7 +18,13 @@ def relative_errors(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.linalg.norm(out - ref, axis=1) / np.maximum(ref_norm, max(float(np.median(ref_norm)), 1e-12))
 
 
-def parity(outputs: np.ndarray, reference: np.ndarray, classification: bool) -> dict[str, float | None]:
+#: fp32 top-1 probability lead over the runner-up below which a golden text is a near-tie (Gates.top1_margin)
+TOP1_MARGIN = 0.05
+
+
+def parity(
+    outputs: np.ndarray, reference: np.ndarray, classification: bool, top1_margin: float = TOP1_MARGIN
+) -> dict[str, float | None]:
     """Per-sample comparison of ``outputs`` with ``reference`` (both shaped [samples, ...]).
 
     Cosine and relative error are per sample (a sentence embedding or a logits row), then
@@ -29,13 +33,16 @@ def parity(outputs: np.ndarray, reference: np.ndarray, classification: bool) -> 
     A classifier is compared on softmax probabilities (top-1 on the logits): they are what an app
     consumes, and they are well-conditioned where logits are not - a binary classifier's two logits
     near its boundary, [0.01, -0.01] against [-0.01, 0.01], have cosine -1 for a 0.02 change.
+    ``top1_agreement`` counts only texts whose fp32 top-1 probability leads by ``top1_margin``
+    (``top1_near_ties`` says how many were left out; ``top1_agreement_all`` counts every text).
     """
     out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
     ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
     if out.shape != ref.shape:
         raise ValueError(f"output shape {out.shape} differs from the reference {ref.shape}")
     finite = bool(np.isfinite(out).all())
-    top1 = float(np.mean(out.argmax(axis=1) == ref.argmax(axis=1))) if classification else None
+    same = out.argmax(axis=1) == ref.argmax(axis=1)
+    clear = _clear_margin(ref, top1_margin) if classification else same
     if classification and finite:
         out, ref = softmax(out), softmax(ref)
     diff = out - ref
@@ -53,25 +60,19 @@ def parity(outputs: np.ndarray, reference: np.ndarray, classification: bool) -> 
         "max_rel_error": float(np.max(rel)) if finite else float("inf"),
         "top1_agreement": None,
     }
-    result["top1_agreement"] = top1
+    if classification:
+        result["top1_agreement"] = float(np.mean(same[clear])) if clear.any() else None
+        result["top1_agreement_all"] = float(np.mean(same))
+        result["top1_near_ties"] = float(np.sum(~clear))
     return result
 
 
-def apply_gates(metrics: dict[str, float | None], gates: Gates) -> dict[str, dict[str, float | bool]]:
-    """Each gate with its threshold, the measured value and a verdict; NaN never passes."""
-    checks = {
-        "min_top1_agreement": (metrics["top1_agreement"], lambda v, t: v >= t),
-        "min_cosine": (metrics["mean_cosine"], lambda v, t: v >= t),
-        "min_worst_cosine": (metrics["worst_cosine"], lambda v, t: v >= t),
-        "max_rel_error": (metrics["max_rel_error"], lambda v, t: v <= t),
-    }
-    verdicts = {}
-    for name, (value, ok) in checks.items():
-        if value is None:
-            continue
-        threshold = getattr(gates, name)
-        verdicts[name] = {"threshold": threshold, "value": value, "pass": bool(ok(value, threshold))}
-    return verdicts
+def _clear_margin(logits: np.ndarray, margin: float) -> np.ndarray:
+    """Rows whose top-1 probability leads the runner-up by at least ``margin``."""
+    if logits.shape[1] < 2:
+        return np.ones(len(logits), bool)
+    top2 = np.sort(softmax(logits), axis=1)[:, -2:]
+    return (top2[:, 1] - top2[:, 0]) >= margin
 
 
 def latency_stats(samples_ms: list[float]) -> dict[str, float]:

@@ -3,16 +3,62 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from edge_bert.errors import InputError
+from edge_bert.formatting import fmt_value, gate_label, gate_verdict, machine_line
+from edge_bert.markdown import validation_markdown
+
+__all__ = ["console", "fmt_value", "gate_label", "machine_line", "print_error"]
 
 console = Console()
 if not console.is_terminal:  # piped or captured: wide enough that tables are not truncated
     console = Console(width=160)
+#: errors go to stderr, so that stdout stays pure JSON with ``--json -``
+err_console = Console(stderr=True, width=None if console.is_terminal else 1000)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr (rich markup in the message is shown literally)."""
+    err_console.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+
+
+def check_output_file(target: str | None) -> None:
+    """Fail before any work if ``--json PATH`` could not be written afterwards (a PASS must not be lost)."""
+    if target is None or target == "-":
+        return
+    path = Path(target)
+    if path.is_dir():
+        raise InputError(f"--json {target}: is a directory; give a file path")
+    if not path.parent.is_dir():
+        raise InputError(f"--json {target}: directory {path.parent} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"--json {target}: the file is not writable")
+    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise InputError(f"--json {target}: cannot create files in {path.parent}")
+
+
+def check_report_dir(out_dir: Path) -> None:
+    """Fail before any work if reports cannot be written there (and say it is the report dir, not the
+    bundle). Nothing is created yet: a run refused for other reasons leaves no empty directory behind."""
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    if problem:
+        raise InputError(f"cannot write reports to {out_dir}: {problem}; pass --report-dir DIR that is writable")
 
 
 def write_json(result: dict[str, Any], target: str | None) -> None:
@@ -24,31 +70,6 @@ def write_json(result: dict[str, Any], target: str | None) -> None:
         sys.stdout.write(text)
     else:
         Path(target).write_text(text, encoding="utf-8")
-
-
-def fmt_value(value: Any, digits: int = 4, style: str = "g") -> str:
-    """``-`` for a missing value, a float with ``digits`` in ``style`` (g: significant, f: decimals)."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}{style}}"
-    return str(value)
-
-
-def machine_line(machine: dict[str, Any]) -> str:
-    flags = ",".join(machine["isa_flags"]) or "none"
-    return f"{machine['cpu_model']} · {machine['machine']} · {machine['cpu_count']} cores · ISA {flags}"
-
-
-GATE_LABELS = {
-    "min_accuracy_pct_of_fp32": "accuracy % of fp32",
-    "min_prediction_agreement": "prediction agreement with fp32",
-    "min_neighbour_recall": "fp32 nearest neighbour in top 5",
-}
-
-
-def gate_label(name: str) -> str:
-    return GATE_LABELS.get(name) or name.removeprefix("min_").removeprefix("max_").replace("_", " ")
 
 
 def validation_table(result: dict[str, Any]) -> Table:
@@ -73,7 +94,7 @@ def validation_table(result: dict[str, Any]) -> Table:
             gate_label(name),
             fmt_value(gate["value"], 6),
             ("≥ " if name.startswith("min") else "≤ ") + fmt_value(gate["threshold"]),
-            "pass" if gate["pass"] else "[red]fail[/red]",
+            gate_verdict(gate, "[red]fail[/red]"),
         )
     accuracy_rows(table, result)
     return table
@@ -97,12 +118,18 @@ def accuracy_rows(table: Table, result: dict[str, Any]) -> None:
         table.add_row("note", note, "", "")
 
 
+def report_stem(result: dict[str, Any]) -> str:
+    """A file name from the bundle id (and the device, so a device's result never overwrites the local one):
+    only safe characters, so a hostile manifest or device name cannot reach outside the report dir."""
+    device = (result.get("device") or {}).get("id", "local")
+    stem = str(result["bundle"]) + ("" if device == "local" else f"@{device}")
+    return re.sub(r"[^A-Za-z0-9._@-]+", "_", stem).lstrip(".")[:160] or "bundle"
+
+
 def write_reports(result: dict[str, Any], out_dir: Path, plot: bool = False) -> list[Path]:
     """``BUNDLE.validate.json`` + ``.md`` (and PNGs with ``plot``) under ``out_dir``; returns the paths."""
-    from edge_bert.markdown import validation_markdown
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{result['bundle']}.validate"
+    stem = report_stem(result) + ".validate"
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     write_json(result, str(json_path))
     md_path.write_text(validation_markdown(result), encoding="utf-8")
@@ -116,16 +143,20 @@ def write_reports(result: dict[str, Any], out_dir: Path, plot: bool = False) -> 
 
 def bench_table(result: dict[str, Any]) -> Table:
     mem = result["memory_mib"]
+    emulated = "EMULATED (qemu), timings are not device latency · " if result.get("emulated") else ""
     table = Table(
         title=(
-            f"bench {result['bundle']} · {result['runtime']['name']} {result['settings']['threads']} threads · "
+            emulated
+            + f"bench {result['bundle']} · {result['runtime']['name']} {result['settings']['threads']} threads · "
             f"cold load {result['cold_load_ms']:.0f} ms · first inference {result['first_inference_ms']:.1f} ms · "
             f"peak RSS {mem['peak_rss']:.0f} MiB"
         ),
         caption=machine_line(result["machine"]),
     )
     for column in ("seq", "padded", "p50 ms", "p90 ms", "p99 ms", "mean ± std", "inf/s", "tokens/s"):
-        table.add_column(column, justify="right")
+        table.add_column(
+            f"emulated {column}" if emulated and column not in ("seq", "padded") else column, justify="right"
+        )
     for row in result["latency"]:
         table.add_row(
             str(row["seq_length"]),

@@ -1,11 +1,17 @@
 """The common head of every result document (validate, bench): what ran, on what, where.
 
-One schema on every device, so results from a Pi, a phone and an x86 box can be compared.
+One schema on every device, so results from a Pi, a phone, an emulated board and an x86 box can be
+compared (``edge-bert results``). A result run on another device comes back through a transport,
+which fills in ``device`` and ``emulated``; run here they say ``local``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from typing import Any
+
+import numpy as np
 
 from edge_bert.fingerprint import fingerprint
 from edge_bert.session import BundleSession
@@ -13,13 +19,45 @@ from edge_bert.session import BundleSession
 
 def result_header(schema: str, session: BundleSession) -> dict[str, Any]:
     bundle = session.bundle
+    emulated = os.environ.get("EDGE_BERT_EMULATED")  # set by the emu: transport for the runner it starts
+    manifest_sha = hashlib.sha256((bundle.path / "manifest.json").read_bytes()).hexdigest()
     return {
         "schema": schema,
         "bundle": bundle.name,
+        "bundle_id": f"{bundle.name}@{manifest_sha[:12]}",
+        "checksums": {
+            "manifest.json": manifest_sha,
+            **{name: meta.sha256 for name, meta in bundle.manifest.files.items()},
+        },
         "path": str(bundle.path),
         "format": bundle.format,
-        "recipe": bundle.manifest["recipe"]["name"],
+        "recipe": bundle.manifest.recipe.name,
         "task": bundle.task,
         "runtime": {"name": session.backend.runtime, **session.backend.versions()},
+        "device": {
+            "id": f"emu:{emulated}" if emulated else "local",
+            "kind": "emu" if emulated else "local",
+            "emulated": bool(emulated),
+        },
+        "emulated": bool(emulated),
         "machine": fingerprint(),
     }
+
+
+def golden_predictions(task: str, outputs: np.ndarray, reference: np.ndarray) -> dict[str, Any] | None:
+    """Per golden text: the bundle's top-1 class and the fp32 model's margin (top-1 minus top-2
+    probability), so results from different devices can be compared text by text."""
+    if task != "text-classification":
+        return None
+    probs = _softmax(np.asarray(reference, np.float64))
+    top2 = np.sort(probs, axis=-1)[:, -2:]
+    return {
+        "top1": [int(i) for i in np.argmax(outputs, axis=-1)],
+        "fp32_top1": [int(i) for i in np.argmax(reference, axis=-1)],
+        "fp32_margin": [round(float(m), 6) for m in top2[:, 1] - top2[:, 0]],
+    }
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

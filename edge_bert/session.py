@@ -26,27 +26,52 @@ class Encoded:
         return self.original_length > len(self.ids)
 
 
+#: characters read per allowed token before tokenizing (doubled while that is not enough): a 50 MB
+#: single-line text must not be tokenized whole (it took 65 s and 7 GB) to keep its first 128 tokens
+CHARS_PER_TOKEN = 8
+
+
 class TextEncoder:
     """The bundle's own tokenizer.json with the manifest's max length; no torch, no transformers."""
 
     def __init__(self, bundle: Bundle) -> None:
+        where = bundle.path / bundle.manifest.tokenizer_file
         try:
-            self._tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path))
+            self._tokenizer = Tokenizer.from_str(bundle.read(bundle.manifest.tokenizer_file).decode("utf-8"))
+        except BundleError:
+            raise
         except Exception as exc:  # tokenizers raises a bare Exception for malformed files
-            raise BundleError(f"{bundle.tokenizer_path}: cannot load the tokenizer: {exc}") from exc
+            raise BundleError(f"{where}: cannot load the tokenizer: {str(exc)[:200]}") from exc
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         self.max_length = bundle.max_length
 
     def encode(self, text: str, max_length: int | None = None) -> Encoded:
         limit = max_length or self.max_length
-        encoding = self._tokenizer.encode(text)
+        encoding = self._encode_prefix(text, limit)
         ids, type_ids = encoding.ids, encoding.type_ids
         if len(ids) > limit:
             # keep the final special token ([SEP]) as Hugging Face truncation does
             ids = ids[: limit - 1] + ids[-1:]
             type_ids = type_ids[: limit - 1] + type_ids[-1:]
         return Encoded(np.asarray(ids, np.int64), np.asarray(type_ids, np.int64), len(encoding.ids))
+
+    def _encode_prefix(self, text: str, limit: int):  # -> tokenizers.Encoding
+        """Encode only as much of ``text`` as ``limit`` tokens can need: a prefix cut at whitespace, grown
+        until it yields more tokens than the limit. Words before the cut tokenize exactly as in the whole
+        text (BERT pre-tokenizes on whitespace), so the truncated ids are identical; the reported original
+        length is then a lower bound (still > limit, so "truncated" stays true)."""
+        size = max(limit, 8) * CHARS_PER_TOKEN
+        while size < len(text):
+            cut = text.rfind(" ", 0, size)
+            prefix = text[: cut if cut > size // 2 else size]
+            encoding = self._tokenizer.encode(prefix)
+            words = [w for w in encoding.word_ids if w is not None]
+            # tokens of words that surely ended before the cut (the last word may be cut short)
+            if words and sum(1 for w in words if w != words[-1]) >= limit - 1:
+                return encoding
+            size *= 2
+        return self._tokenizer.encode(text)
 
 
 def make_feeds(
@@ -74,10 +99,12 @@ class BundleSession:
         self.bundle = bundle
         self.encoder = TextEncoder(bundle)
         backend = backend_class(bundle.format)
+        model = bundle.read(bundle.manifest.model_file)
         start = time.perf_counter()
-        self.backend = backend(bundle.model_path, threads=threads)
+        self.backend = backend(model, threads=threads, where=str(bundle.model_path))
         self.load_seconds = time.perf_counter() - start
-        self._dtypes = {spec["name"]: np.dtype(spec["dtype"]) for spec in bundle.manifest["inputs"]}
+        del model
+        self._dtypes = {spec.name: np.dtype(spec.dtype) for spec in bundle.manifest.inputs}
         missing = set(self._dtypes) - set(self.backend.input_names)
         if missing:
             raise BundleError(f"{bundle.model_path}: model lacks inputs the manifest names: {sorted(missing)}")

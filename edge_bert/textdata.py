@@ -21,13 +21,29 @@ def read_texts(path: str | Path, column: str = "text", limit: int | None = None)
     file = Path(path)
     if not file.is_file():
         raise InputError(f"text file not found: {file}")
-    lines = file.read_text(encoding="utf-8").splitlines()
+    if limit is not None and limit < 1:
+        raise InputError(f"the number of texts to use must be at least 1, got {limit}")
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{file}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from exc
+    except OSError as exc:
+        raise InputError(f"{file}: cannot read: {exc.strerror or exc}") from exc
     suffix = file.suffix.lower()
     if suffix == ".jsonl":
-        try:
-            texts = [str(json.loads(line)[column]) for line in lines if line.strip()]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputError(f"{file}: each line must be a JSON object with a {column!r} field ({exc})") from exc
+        texts = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)[column]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise InputError(f"{file}:{number}: not a JSON object with a {column!r} field ({exc})") from exc
+            if not isinstance(value, str):
+                raise InputError(f"{file}:{number}: {column!r} is {json.dumps(value)[:30]}, not a string")
+            texts.append(value)
     elif suffix == ".tsv":
         rows = [line.rpartition("\t")[0] if "\t" in line else line for line in lines]
         texts = rows[1:] if rows and rows[0].strip().lower() == column else rows

@@ -15,20 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from edge_bert.accuracy import accuracy_gates, classification_metrics, embedding_metrics, text_key
+from edge_bert.accuracy import text_key
 from edge_bert.bundle import Bundle, open_bundle
-from edge_bert.evaldata import LabelledData, match_labels
-from edge_bert.metrics import apply_gates, parity
+from edge_bert.errors import BundleError
+from edge_bert.evaldata import LabelledData
 from edge_bert.profiles import Gates
-from edge_bert.results import result_header
+from edge_bert.results import golden_predictions, result_header
 from edge_bert.session import BundleSession
+from edge_bert.tasks import TASKS, passed
 
 RESULT_SCHEMA = "edge-bert/validate/v1"
 
 
 def bundle_gates(bundle: Bundle) -> Gates:
     """The gates the bundle was converted under (its recipe's, from the stored profile)."""
-    return Gates().merged(bundle.manifest["recipe"]["gates"])
+    return bundle.manifest.recipe.gates
 
 
 Progress = Callable[[int, int], None]
@@ -44,6 +45,7 @@ def validate(
     """Validate a bundle (and its task accuracy on ``data``); returns the result document."""
     bundle = open_bundle(path)
     gates = gates or bundle_gates(bundle)
+    task = TASKS[bundle.task]
     session = BundleSession(bundle, threads=threads)
     golden = bundle.golden()
     tokenizer_check = _check_tokenizer(session, golden)
@@ -54,34 +56,55 @@ def validate(
         result = session.run_ids(ids[:length], type_ids[:length])
         outputs.append(result[bundle.primary_output][0])
     elapsed = time.perf_counter() - start
+    if np.stack(outputs).reshape(len(outputs), -1).shape != golden["output"].reshape(len(outputs), -1).shape:
+        raise BundleError(
+            f"{bundle.path}: the model's {bundle.primary_output!r} has shape {outputs[0].shape}, the golden "
+            f"outputs {golden['output'].shape[1:]}; the bundle's files do not belong together"
+        )
 
-    metrics = parity(np.stack(outputs), golden["output"], classification=bundle.task == "text-classification")
-    verdicts = apply_gates(metrics, gates)
+    metrics = task.parity(np.stack(outputs), golden["output"], gates)
     evaluation = None
     if data is not None:
         evaluation = evaluate_data(session, data, progress)
-        if "agreement" in evaluation["metrics"] and verdicts.pop("min_top1_agreement", None):
-            # the same question on the whole labelled set instead of a few golden texts
-            evaluation["notes"].append("top-1 agreement is gated on the labelled data (prediction agreement)")
-        verdicts.update(accuracy_gates(evaluation["metrics"], gates))
-    elif bundle.manifest.get("eval"):
-        stored = bundle.manifest["eval"]
-        source = stored["source"].get("name") or stored["source"].get("id")
-        note = f"the bundle holds fp32 outputs for {stored['rows']} texts of {source}; pass --data to check accuracy"
+    elif bundle.manifest.eval:
+        stored = bundle.manifest.eval
+        source = stored.source.get("name") or stored.source.get("id")
+        note = f"the bundle holds fp32 outputs for {stored.rows} texts of {source}; pass --data to check accuracy"
         evaluation = {"notes": [note]}
-    passed = tokenizer_check["pass"] and all(v["pass"] for v in verdicts.values())
+    accuracy = (evaluation or {}).get("metrics") if data is not None else None
+    verdicts = task.gate(metrics, accuracy, gates)
+    notes = _gate_notes(metrics, verdicts)
+    if evaluation is not None:
+        evaluation.setdefault("notes", []).extend(notes)
+    elif notes:
+        evaluation = {"notes": notes}
     return {
         **result_header(RESULT_SCHEMA, session),
         "checks": {
-            "schema_and_checksums": {"pass": True, "files": len(bundle.manifest["files"])},
+            "schema_and_checksums": {"pass": True, "files": len(bundle.manifest.files)},
             "tokenizer": tokenizer_check,
         },
         "parity": {"output": bundle.primary_output, "reference": "pytorch fp32", **metrics},
         "accuracy": evaluation,
         "gates": verdicts,
         "seconds": elapsed,
-        "passed": bool(passed),
+        "passed": bool(tokenizer_check["pass"] and passed(verdicts)),
     }
+
+
+def _gate_notes(parity: dict[str, Any], verdicts: dict[str, Any]) -> list[str]:
+    notes = []
+    ties = int(parity.get("top1_near_ties") or 0)
+    if ties:
+        notes.append(
+            f"golden top-1 counts {int(parity['samples']) - ties} texts; {ties} near-ties in fp32 were skipped "
+            f"(all texts: {parity['top1_agreement_all']:.4f})"
+        )
+    if "min_collapse_cosine" in verdicts:
+        notes.append(
+            "judged on the labelled data (accuracy, agreement); golden cosine only guards against collapse"
+        )
+    return notes
 
 
 def _check_tokenizer(session: BundleSession, golden: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -100,6 +123,7 @@ def evaluate_data(session: BundleSession, data: LabelledData, progress: Progress
     so accuracy and fp32 accuracy always describe the same texts.
     """
     bundle = session.bundle
+    task = TASKS[bundle.task]
     notes: list[str] = []
     texts, raw_labels = data.texts, data.labels
     reference, fp32 = bundle.eval_reference(), None
@@ -126,12 +150,14 @@ def evaluate_data(session: BundleSession, data: LabelledData, progress: Progress
         if progress is not None and (done % 100 == 0 or done == len(texts)):
             progress(done, len(texts))
     out = np.stack(outputs).astype(np.float32)
-    if bundle.task == "text-classification":
-        labels = match_labels(raw_labels, bundle.labels) if raw_labels is not None and bundle.labels else None
-        metrics = classification_metrics(out, fp32, labels, bundle.labels or [str(i) for i in range(out.shape[1])])
-    else:
-        labels = np.unique(raw_labels, return_inverse=True)[1] if raw_labels is not None else None
-        metrics = embedding_metrics(out, fp32, labels)
+    if fp32 is not None and fp32.shape[1:] != out.shape[1:]:
+        raise BundleError(f"{bundle.path}: the fp32 reference has {fp32.shape[1:]} outputs per text, the model "
+                          f"{out.shape[1:]}; the bundle's files do not belong together")  # fmt: skip
+    if task.classification and not bundle.labels:
+        raw_labels = None  # a classifier without id2label: agreement with fp32 only
+    metrics = task.evaluate(out, fp32, raw_labels, bundle.labels)
     if truncated:
         notes.append(f"{truncated} texts were longer than {bundle.max_length} tokens and were truncated")
+    if data.source.get("empty_rows"):
+        notes.append(f"{data.source['empty_rows']} rows without text were skipped")
     return {"data": data.source, "rows": len(texts), "truncated": truncated, "metrics": metrics, "notes": notes}

@@ -172,7 +172,7 @@ def optimum_peer(keys: list[str], sources: dict[str, Path], outcomes: dict[str, 
 
 def ort_variant(label: str, kind: str, path: Path, primary: Callable[[Feeds], np.ndarray]) -> Variant:
     """A model file on our runner's OrtBackend; feeds are cut to the graph's inputs (< 1 us, inside the timing)."""
-    backend = OrtBackend(path, threads=THREADS)
+    backend = OrtBackend(Path(path).read_bytes(), threads=THREADS, where=str(path))
     names = backend.input_names
     return Variant(label, kind, path.stat().st_size, lambda f: primary(backend.run({k: f[k] for k in names})))
 

@@ -17,8 +17,11 @@ def test_shipped_profiles():
         for spec in profile.formats.values():
             assert spec.default_recipe is spec.recipes[0]
     # the ISA difference is data: reduce_range where the CPU lacks int8 dot products
-    assert profiles["x86"].formats["onnx"].recipe("dynamic-int8").options["reduce_range"] is True
-    assert profiles["x86-vnni"].formats["onnx"].recipe("dynamic-int8").options["reduce_range"] is False
+    assert profiles["x86"].formats["onnx"].recipe("dynamic-int8").options.reduce_range is True
+    assert profiles["x86-vnni"].formats["onnx"].recipe("dynamic-int8").options.reduce_range is False
+    # an attempt, not a requirement: full-int8 for NPU delegates is refused for most models
+    assert profiles["android"].formats["tflite"].recipe("full-int8").required is False
+    assert profiles["android"].formats["tflite"].recipe("dynamic-int8").required is True
     assert profiles["x86"].formats["onnx"].recipe("fp32").gates.max_rel_error == 0.001
 
 
@@ -31,16 +34,56 @@ def test_recipe_gates_override_profile_gates():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('name = "a"\nformats = ["onnx"]\n', r"\[onnx\] needs a 'recipes' list"),
+        ('name = "a"\nformats = ["onnx"]\n', r"onnx.recipes: missing"),
         ('name = "a"\nformats = ["coreml"]\n', r"unknown format\(s\) \['coreml'\]"),
-        ('formats = ["onnx"]\n[onnx]\nrecipes = ["fp32"]\n', "missing required key 'name'"),
+        ('formats = ["onnx"]\n[onnx]\nrecipes = ["fp32"]\n', "name: missing"),
         ('name = "a"\nformats = ["onnx"]\n[onnx]\nrecipes = ["int4"]\n', "unknown kind 'int4'"),
-        ('name = "a"\nformats = ["onnx"]\n[gates]\nmin_f1 = 1\n[onnx]\nrecipes = ["fp32"]\n', r"unknown gate\(s\)"),
+        (
+            'name = "a"\nformats = ["onnx"]\n[gates]\nmin_f1 = 1\n[onnx]\nrecipes = ["fp32"]\n',
+            r"gates.min_f1: unknown key",
+        ),
         (
             'name = "a"\nformats = ["onnx"]\n[shapes]\npolicy = "static"\n[onnx]\nrecipes = ["fp32"]\n',
-            "needs shapes.seq_lengths",
+            "shapes.seq_lengths: a static shape policy needs them",
         ),
         ("name = ", "not valid TOML"),
+        # typed recipe options: a typo is an error naming the key and the keys the recipe kind takes
+        (
+            'name = "a"\nformats = ["onnx"]\n[onnx]\nrecipes = ["dynamic-int8"]\n'
+            "[onnx.recipe.dynamic-int8]\nfuse_atention = false\n",
+            r"onnx.recipe.dynamic-int8.fuse_atention: unknown key; known keys here: .*fuse_attention",
+        ),
+        (
+            'name = "a"\nformats = ["onnx"]\n[onnx]\nrecipes = ["fp32"]\nnodes_to_exclude = ["x"]\n',
+            r"onnx.nodes_to_exclude: unknown key",
+        ),
+        (
+            'name = "a"\nformats = ["onnx"]\n[onnx]\nrecipes = ["static-int8"]\n'
+            '[onnx.recipe.static-int8]\ncalibration_samples = "many"\n',
+            r"calibration_samples: expected an integer, got 'many'",
+        ),
+        (
+            'name = "a"\nformats = ["onnx"]\n[onnx]\nrecipes = ["dynamic-int8"]\n'
+            '[onnx.recipe.dynamic-int8]\nweight_type = "int4"\n',
+            r"weight_type: must be one of 'int8', 'uint8', got 'int4'",
+        ),
+        (
+            'name = "a"\nformats = ["onnx"]\n[gates]\nmin_cosine = "high"\n[onnx]\nrecipes = ["fp32"]\n',
+            r"gates.min_cosine: expected a number, got 'high'",
+        ),
+        ('name = "a"\nformats = ["onnx"]\n[bench]\nruns = 0\n[onnx]\nrecipes = ["fp32"]\n', r"bench.runs: must be ≥ 1"),
+        (
+            'name = "a"\nformats = ["onnx"]\ndetect = "no"\n[onnx]\nrecipes = ["fp32"]\n',
+            r"detect: expected true or false",
+        ),
+        (
+            'name = "a"\nformats = ["onnx"]\n[onnx]\nrecipes = ["fp32"]\n[onnx.recipe.fp33]\n',
+            r"onnx.recipe.fp33: this recipe",
+        ),
+        (
+            'name = "a"\nformats = ["tflite"]\n[tflite]\nrecipes = ["full-int8"]\n[tflite.recipe.full-int8]\nrescue = true\n',
+            r"tflite.recipe.full-int8.rescue: unknown key",
+        ),
     ],
 )
 def test_malformed_profiles(tmp_path, text, message):
@@ -57,7 +100,8 @@ def test_custom_recipe_kind(tmp_path):
         '[onnx.recipe.int8-u8]\nkind = "dynamic-int8"\nweight_type = "uint8"\n'
     )
     recipe = load_profile(path).formats["onnx"].default_recipe
-    assert (recipe.name, recipe.kind, recipe.options) == ("int8-u8", "dynamic-int8", {"weight_type": "uint8"})
+    assert (recipe.name, recipe.kind, recipe.options.weight_type) == ("int8-u8", "dynamic-int8", "uint8")
+    assert recipe.options.per_channel is True  # the kind's default for what the table does not say
     assert recipe.gates == Gates()
 
 

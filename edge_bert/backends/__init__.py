@@ -10,19 +10,15 @@ import importlib
 
 from edge_bert.backends.base import Backend
 from edge_bert.errors import BundleError
-
-#: format -> (module, class, pip extra that installs the runtime)
-_BACKENDS = {
-    "onnx": ("edge_bert.backends.ort", "OrtBackend", "onnx"),
-    "tflite": ("edge_bert.backends.litert", "LiteRtBackend", "litert"),
-}
+from edge_bert.formats import FORMATS
 
 
 def backend_class(fmt: str) -> type[Backend]:
     """Return the backend class for a bundle format, with an install hint if its runtime is missing."""
-    if fmt not in _BACKENDS:
-        raise BundleError(f"no runtime backend for format {fmt!r}; this edge-bert runs: {sorted(_BACKENDS)}")
-    module_name, class_name, extra = _BACKENDS[fmt]
+    if fmt not in FORMATS:
+        raise BundleError(f"no runtime backend for format {fmt!r}; this edge-bert runs: {sorted(FORMATS)}")
+    module_name, _, class_name = FORMATS[fmt].backend.partition(":")
+    extra = FORMATS[fmt].runtime_extra
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

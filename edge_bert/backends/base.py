@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
-
 import numpy as np
 
 
@@ -12,12 +10,14 @@ class Backend(ABC):
     """Loads one model file and runs it on named numpy inputs.
 
     Constructing the backend is the "cold load" that bench times, so do all session creation there.
+    It takes the model's bytes, not a path: the bundle verified exactly these bytes, and a runtime
+    given a path could open other files beside it (ONNX external data) that nobody checked.
     """
 
     runtime: str = ""
 
     @abstractmethod
-    def __init__(self, model_path: Path, threads: int | None = None) -> None: ...
+    def __init__(self, model: bytes, threads: int | None = None, where: str = "model") -> None: ...
 
     @property
     @abstractmethod

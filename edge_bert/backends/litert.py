@@ -7,7 +7,6 @@ session pads each text to the smallest length that fits, and run() dispatches on
 from __future__ import annotations
 
 import importlib.metadata
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,14 +32,15 @@ def signature_name(length: int) -> str:
 class LiteRtBackend(Backend):
     runtime = "litert"
 
-    def __init__(self, model_path: Path, threads: int | None = None) -> None:
+    def __init__(self, model: bytes, threads: int | None = None, where: str = "model") -> None:
         # num_threads=None would mean 1 thread in the interpreter; default to the CPU count like onnxruntime.
         # The default op resolver applies XNNPACK (7-15x faster than the reference kernels here).
         try:
-            self._interpreter = Interpreter(model_path=str(model_path), num_threads=threads or _cpu_count())
+            self._model = model  # the interpreter reads from this buffer for its whole life
+            self._interpreter = Interpreter(model_content=model, num_threads=threads or _cpu_count())
             self._runners = self._load_signatures()
         except Exception as exc:  # RuntimeError/ValueError for bad files and for ops this runtime lacks
-            raise BundleError(f"{model_path}: LiteRT cannot load this model: {exc}") from exc
+            raise BundleError(f"{where}: LiteRT cannot load this model: {str(exc).strip()[:300]}") from exc
 
     def _load_signatures(self) -> dict[int, Any]:
         signatures = self._interpreter.get_signature_list()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnxruntime as ort
 
@@ -14,18 +12,17 @@ from edge_bert.errors import BundleError
 class OrtBackend(Backend):
     runtime = "onnxruntime"
 
-    def __init__(self, model_path: Path, threads: int | None = None) -> None:
+    def __init__(self, model: bytes, threads: int | None = None, where: str = "model") -> None:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self._session = ort.InferenceSession(
-                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            # from bytes: a model that refers to external data files fails here instead of loading them
+            self._session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise BundleError(f"{model_path}: onnxruntime cannot load this model: {exc}") from exc
+            raise BundleError(f"{where}: onnxruntime cannot load this model: {_first_line(exc)}") from exc
         self._outputs = [o.name for o in self._session.get_outputs()]
 
     @property
@@ -38,3 +35,7 @@ class OrtBackend(Backend):
     @staticmethod
     def versions() -> dict[str, str]:
         return {"onnxruntime": ort.__version__}
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -31,6 +32,7 @@ from edge_bert.converters.tasks import build_graph, task_config
 from edge_bert.errors import ConversionError, EdgeBertError, InputError
 from edge_bert.evaldata import LabelledData
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile, load_profile
+from edge_bert.tasks import failed_gates
 from edge_bert.textdata import builtin_texts
 from edge_bert.validate import validate
 
@@ -53,7 +55,8 @@ GOLDEN_FROM_EVAL = 64
 
 class GateFailure(EdgeBertError):
     def __init__(self, result: dict[str, Any]) -> None:
-        failed = {k: v for k, v in result["gates"].items() if not v["pass"]}
+        failed = failed_gates(result["gates"])
+        self.failed = {k: {"value": v["value"], "threshold": v["threshold"]} for k, v in failed.items()}
         detail = ", ".join(f"{k}: {v['value']:.4g} vs {v['threshold']}" for k, v in failed.items())
         if not result["checks"]["tokenizer"]["pass"]:
             detail = "tokenizer mismatch; " + detail
@@ -73,6 +76,8 @@ class RecipeOutcome:
     error: str | None = None
     accuracy: dict[str, Any] | None = None  # headline task metrics on --eval-data
     rescue: dict[str, Any] | None = None  # nodes kept float to pass the gate, and their cost
+    #: False for a profile's attempts (``required = false``): a refusal is reported, not an error
+    required: bool = True
 
 
 def convert(
@@ -110,7 +115,7 @@ def convert(
         source, name = str(default_model_path()), name or DEFAULT_MODEL_NAME
     log(f"loading {source}")
     loaded = load_model(source, task, revision, trust_remote_code, normalize)
-    name = name or _slug(source)
+    name = _slug(name or source)
     classes = {spec.name: format_class(spec.name) for spec in specs}
     static = [max(n) for spec in specs if (n := classes[spec.name].static_lengths(profile, spec))]
     limits = [max_length, profile.shapes.max_length, getattr(loaded.config, "max_position_embeddings", None), *static]
@@ -139,7 +144,7 @@ def convert(
             fmt = classes[spec.name](ExportJob(loaded, graph, golden, profile, spec, work, limit, calibration))
             export = fmt.export(log)
             for recipe in _recipes(spec, recipes):
-                final = out / f"{name}-{profile.name}-{spec.name}-{recipe.name}"
+                final = out / _safe_id(f"{name}-{profile.name}-{spec.name}-{recipe.name}")
                 outcomes.append(_produce_bundle(fmt, recipe, export, final, reference, overwrite, allow_rescue, log))
     return outcomes
 
@@ -194,8 +199,9 @@ def _produce_bundle(
         parity, accuracy = (check or {}).get("parity"), (check or {}).get("accuracy")
         seconds = time.perf_counter() - start
         return RecipeOutcome(
-            fmt.name, recipe.name, bundle, error is None, parity, size, seconds, error, accuracy, rescued
-        )
+            fmt.name, recipe.name, bundle, error is None, parity, size, seconds, error, accuracy, rescued,
+            recipe.required,
+        )  # fmt: skip
 
     try:
         settings = fmt.produce(recipe, model_file)
@@ -214,13 +220,17 @@ def _produce_bundle(
     except GateFailure as failure:
         log(f"recipe {recipe.name}: {failure}")
         fp32_bytes = fmt.fp32_path.stat().st_size if fmt.fp32_path else 0
-        bundle = rescue(fmt, recipe, model_file, fp32_bytes, attempt, GateFailure, log) if allow_rescue else None
+        bundle = (
+            rescue(fmt, recipe, model_file, fp32_bytes, attempt, GateFailure, log, failure.failed)
+            if allow_rescue
+            else None
+        )
         if bundle is None:
             result = failure.result
             metrics = (result["accuracy"] or {}).get("metrics")
             accuracy = summary(metrics) if metrics else None
             return outcome(None, {"parity": result["parity"], "accuracy": accuracy}, str(failure))
-    return outcome(bundle.path, bundle.manifest["conversion_check"], rescued=bundle.manifest.get("rescue"))
+    return outcome(bundle.path, bundle.manifest.conversion_check, rescued=bundle.manifest.rescue)
 
 
 def _write(
@@ -312,4 +322,9 @@ def _tool_versions() -> dict[str, str]:
 
 
 def _slug(source: str) -> str:
-    return Path(source.rstrip("/")).name.lower().replace("_", "-") or "model"
+    return _safe_id(Path(source.rstrip("/")).name.lower().replace("_", "-"))[:80]
+
+
+def _safe_id(text: str) -> str:
+    """A bundle-id-safe name (manifest.safe_name): report files are named after it on the device."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-")[:128] or "model"

@@ -21,15 +21,11 @@ from edge_bert.converters.golden import Golden
 from edge_bert.converters.loading import LoadedModel
 from edge_bert.converters.tasks import TaskConfig, task_config
 from edge_bert.errors import ConversionError
+from edge_bert.formats import FORMATS, FormatDescriptor
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
 
 Log = Callable[[str], None]
 
-#: format name -> (module, class, pip extra that installs its toolchain)
-_FORMATS = {
-    "onnx": ("edge_bert.converters.onnx_format", "OnnxFormat", "convert"),
-    "tflite": ("edge_bert.converters.tflite_format", "TfliteFormat", "tflite"),
-}
 
 
 @dataclass
@@ -56,15 +52,17 @@ class ExportJob:
 
 
 class ModelFormat(ABC):
-    name: str = ""
-    runtime: str = ""
-    model_file: str = ""
+    #: the format's descriptor (edge_bert/formats.py) names, file name and runtime come from
+    descriptor: FormatDescriptor
     input_dtype: str = "int64"
     #: how ``sensitivity`` measures a node's error (recorded in rescued bundles)
     sensitivity_method: str = ""
 
     def __init__(self, job: ExportJob) -> None:
         self.job = job
+        self.name = self.descriptor.name
+        self.runtime = self.descriptor.runtime
+        self.model_file = self.descriptor.model_file
         #: the exported fp32 model (set by export); rescue stops where a model is no smaller than half of it
         self.fp32_path: Path | None = None
 
@@ -117,17 +115,19 @@ class ModelFormat(ABC):
 
 
 def format_class(name: str) -> type[ModelFormat]:
-    if name not in _FORMATS:
-        raise ConversionError(f"this edge-bert cannot produce {name!r}; it produces {sorted(_FORMATS)}")
-    module_name, class_name, extra = _FORMATS[name]
+    if name not in FORMATS:
+        raise ConversionError(f"this edge-bert cannot produce {name!r}; it produces {sorted(FORMATS)}")
+    descriptor = FORMATS[name]
+    module_name, _, class_name = descriptor.converter.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConversionError(
-            f"the {name} toolchain is not installed ({exc.name}); run: pip install 'edge-bert[{extra}]'"
+            f"the {name} toolchain is not installed ({exc.name}); "
+            f"run: pip install 'edge-bert[{descriptor.converter_extra}]'"
         ) from exc
     return getattr(module, class_name)
 
 
 def producible_formats() -> tuple[str, ...]:
-    return tuple(_FORMATS)
+    return tuple(FORMATS)

@@ -37,7 +37,7 @@ def measure_parity(
     static_length: int | None = None,
 ) -> dict[str, Any]:
     """Run every golden text through an ONNX file with onnxruntime and compare with PyTorch."""
-    backend = OrtBackend(model_path)
+    backend = OrtBackend(Path(model_path).read_bytes(), where=str(model_path))
     dtypes = {name: np.dtype(np.int64) for name in inputs}
     outputs = []
     for ids, types in golden.samples():

@@ -12,6 +12,7 @@ from edge_bert.converters.onnx_export import EXPORT_ATOL, export_onnx, measure_p
 from edge_bert.converters.onnx_mobile import write_ort
 from edge_bert.converters.onnx_quantize import optimize, produce
 from edge_bert.converters.onnx_sensitivity import rank_nodes
+from edge_bert.formats import FORMATS
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
 from edge_bert.session import make_feeds
 
@@ -24,9 +25,7 @@ RESCUABLE_KINDS = ("dynamic-int8", "static-int8")
 
 
 class OnnxFormat(ModelFormat):
-    name = "onnx"
-    runtime = "onnxruntime"
-    model_file = "model.onnx"
+    descriptor = FORMATS["onnx"]
     input_dtype = "int64"
     sensitivity_method = "onnxruntime qdq_loss_debug activations: 10^(-SQNR/10) at node output - max at its inputs"
 
@@ -40,7 +39,7 @@ class OnnxFormat(ModelFormat):
         self._fp32 = self.fp32_path = job.work / "model_fp32.onnx"
         self._bases: dict[bool, tuple[Path, dict[str, Any] | None]] = {}
         log(f"exporting {job.loaded.arch.model_type} ({job.loaded.task}) to ONNX")
-        opset = int(job.spec.options.get("opset", 17))
+        opset = job.spec.options.opset
         info = export_onnx(
             job.graph,
             job.loaded.arch,
@@ -64,7 +63,7 @@ class OnnxFormat(ModelFormat):
         if fuse_attention in self._bases:
             return self._bases[fuse_attention]
         job, result = self.job, (self._fp32, None)
-        if job.spec.options.get("optimize", False):
+        if job.spec.options.optimize:
             fused_path = job.work / f"model_fused{'' if fuse_attention else '_no_attention'}.onnx"
             fused = optimize(self._fp32, fused_path, job.loaded.arch, job.loaded.config, fuse_attention)
             if fused is not None:
@@ -83,7 +82,7 @@ class OnnxFormat(ModelFormat):
         return result
 
     def write_extras(self, staging: Path) -> None:
-        if self.job.spec.options.get("ort_format", False):
+        if self.job.spec.options.ort_format:
             write_ort(staging / self.model_file, staging / "model.ort")
 
     def _feeds(self) -> list[dict[str, np.ndarray]]:
@@ -101,7 +100,7 @@ class OnnxFormat(ModelFormat):
     @staticmethod
     def _fuses_attention(recipe: Recipe) -> bool:
         """Attention is fused (QAttention in int8) unless the recipe is QDQ or says ``fuse_attention = false``."""
-        return recipe.kind not in QDQ_KINDS and bool(recipe.options.get("fuse_attention", True))
+        return recipe.kind not in QDQ_KINDS and getattr(recipe.options, "fuse_attention", True)
 
     def sensitivity(self, recipe: Recipe, dst: Path) -> list[tuple[str, float, int]] | None:
         if recipe.kind not in RESCUABLE_KINDS:

@@ -26,7 +26,6 @@ from onnxruntime.quantization import (
 )
 
 from edge_bert.converters.registry import ArchitectureConfig
-from edge_bert.errors import ProfileError
 from edge_bert.profiles import Recipe
 
 _QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -78,16 +77,10 @@ def calibration_reader(feeds: list[Feeds]) -> CalibrationDataReader:
     return _Reader(feeds)
 
 
-def _option_type(recipe: Recipe, key: str, default: str) -> QuantType:
-    value = recipe.options.get(key, default)
-    if value not in _QUANT_TYPES:
-        raise ProfileError(f"recipe {recipe.name}: {key} must be one of {list(_QUANT_TYPES)}, not {value!r}")
-    return _QUANT_TYPES[value]
-
-
 def _kept_float(recipe: Recipe) -> list[str]:
-    """Nodes left in float: the profile's ``nodes_to_exclude`` plus those accuracy rescue chose."""
-    return [*recipe.options.get("nodes_to_exclude", []), *recipe.options.get("keep_float", [])]
+    """Nodes left in float (onnxruntime's ``nodes_to_exclude``): the profile's ``keep_float`` plus, on a
+    rescue retry, the nodes accuracy rescue chose (it extends the same option)."""
+    return list(dict.fromkeys(recipe.options.keep_float))
 
 
 def _fp32(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
@@ -96,39 +89,38 @@ def _fp32(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dic
 
 
 def _dynamic_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
+    options = recipe.options
     settings = {
-        "per_channel": bool(recipe.options.get("per_channel", True)),
-        "reduce_range": bool(recipe.options.get("reduce_range", False)),
-        "weight_type": recipe.options.get("weight_type", "int8"),
-        "nodes_to_exclude": _kept_float(recipe),
+        "per_channel": options.per_channel,
+        "reduce_range": options.reduce_range,
+        "weight_type": options.weight_type,
+        "keep_float": _kept_float(recipe),
     }
     quantize_dynamic(
         src,
         dst,
-        per_channel=settings["per_channel"],
-        reduce_range=settings["reduce_range"],
-        weight_type=_option_type(recipe, "weight_type", "int8"),
-        nodes_to_exclude=settings["nodes_to_exclude"] or None,
+        per_channel=options.per_channel,
+        reduce_range=options.reduce_range,
+        weight_type=_QUANT_TYPES[options.weight_type],
+        nodes_to_exclude=settings["keep_float"] or None,
         extra_options=_EXTRA,
     )
     return settings
 
 
 def _static_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
-    samples = calibration[: int(recipe.options.get("calibration_samples", 64))]
-    method = recipe.options.get("calibration_method", "minmax")
-    if method not in _CALIBRATION:
-        raise ProfileError(f"recipe {recipe.name}: calibration_method must be one of {list(_CALIBRATION)}")
+    options = recipe.options
+    samples = calibration[: options.calibration_samples]
     settings = {
         "format": "QDQ",
-        "activation_type": recipe.options.get("activation_type", "uint8"),
-        "weight_type": recipe.options.get("weight_type", "int8"),
-        "per_channel": bool(recipe.options.get("per_channel", True)),
-        "reduce_range": bool(recipe.options.get("reduce_range", False)),
-        "op_types": list(recipe.options.get("op_types", ["MatMul", "Gemm", "Gather"])),
-        "calibration_method": method,
+        "activation_type": options.activation_type,
+        "weight_type": options.weight_type,
+        "per_channel": options.per_channel,
+        "reduce_range": options.reduce_range,
+        "op_types": list(options.op_types),
+        "calibration_method": options.calibration_method,
         "calibration_samples": len(samples),
-        "nodes_to_exclude": _kept_float(recipe),
+        "keep_float": _kept_float(recipe),
     }
     quantize_static(
         src,
@@ -138,10 +130,10 @@ def _static_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds])
         op_types_to_quantize=settings["op_types"],
         per_channel=settings["per_channel"],
         reduce_range=settings["reduce_range"],
-        activation_type=_option_type(recipe, "activation_type", "uint8"),
-        weight_type=_option_type(recipe, "weight_type", "int8"),
-        calibrate_method=_CALIBRATION[method],
-        nodes_to_exclude=settings["nodes_to_exclude"] or None,
+        activation_type=_QUANT_TYPES[options.activation_type],
+        weight_type=_QUANT_TYPES[options.weight_type],
+        calibrate_method=_CALIBRATION[options.calibration_method],
+        nodes_to_exclude=settings["keep_float"] or None,
         # float biases: int32 bias quantization fails on fused LayerNorm/Gemm graphs ("Unable to get valid
         # quantization scale ... when quantizing bias") and buys nothing on CPU
         extra_options={**_EXTRA, "QuantizeBias": False},

@@ -55,13 +55,16 @@ def rescue(
     attempt: Attempt,
     failure: type[EdgeBertError],
     log: Log,
+    failed: dict[str, Any] | None = None,
 ) -> Any | None:
     """Retry ``recipe`` keeping ever more nodes float; returns what ``attempt`` returned, or None.
 
     ``attempt(recipe, settings, manifest_extra)`` writes the bundle through the gate, raising
-    ``failure`` when the gate still fails.
+    ``failure`` when the gate still fails. Only a failure of a gate that decides for the task gets
+    here; ``failed`` (those gates of the plain model) is recorded next to the cost, so the manifest
+    says what the rescue bought (the rescued values are in its ``conversion_check``).
     """
-    if not recipe.options.get("rescue", True):
+    if not getattr(recipe.options, "rescue", False):
         return None
     start = time.perf_counter()
     plain = model_file.with_name(f"plain-{model_file.name}")
@@ -76,7 +79,9 @@ def rescue(
         return None
     log(f"recipe {recipe.name}: rescue - nodes by error introduced: {_top(fmt, ranking)}")
     try:
-        result = _retry(fmt, recipe, model_file, plain, ranking, fp32_bytes // 2, attempt, failure, log, start)
+        result = _retry(
+            fmt, recipe, model_file, plain, ranking, fp32_bytes // 2, attempt, failure, log, start, failed or {}
+        )
     except EdgeBertError:
         raise
     except Exception as exc:  # a quantizer failure on a retry ends the rescue, not the conversion
@@ -98,9 +103,11 @@ def _retry(
     failure: type[EdgeBertError],
     log: Log,
     start: float,
+    failed: dict[str, Any],
 ) -> Any | None:
     for keep in plan(ranking, fp16_bytes - plain.stat().st_size):
-        trial = replace(recipe, options={**recipe.options, "keep_float": keep})
+        kept = (*recipe.options.keep_float, *keep)
+        trial = replace(recipe, options=replace(recipe.options, keep_float=kept))
         settings = fmt.produce(trial, model_file)
         size = model_file.stat().st_size
         if size >= fp16_bytes:
@@ -114,6 +121,7 @@ def _retry(
             "kept_float_labels": [fmt.node_label(name) for name in keep],
             "host_p50_ms": host_p50(fmt, {"plain": plain, "rescued": model_file}),
             "seconds": round(time.perf_counter() - start, 1),
+            "plain_failed_gates": failed,
         }
         try:
             result = attempt(trial, settings, {"rescue": info})
@@ -147,7 +155,7 @@ def host_p50(fmt: ModelFormat, models: dict[str, Path]) -> dict[str, float]:
     feeds = make_feeds(ids[:length], types[:length], dtypes, length)
     medians = {}
     for name, path in models.items():
-        backend = backend_class(fmt.name)(path, threads=2)
+        backend = backend_class(fmt.name)(path.read_bytes(), threads=2, where=str(path))
         for _ in range(3):
             backend.run(feeds)
         times = []

@@ -105,7 +105,7 @@ def measure_parity(
     path: Path, golden: Golden, inputs: tuple[str, ...], primary_output: str, classification: bool, lengths: list[int]
 ) -> dict[str, Any]:
     """Every golden text through every signature it fits (padded), against PyTorch; worst signature summarised."""
-    backend = LiteRtBackend(path, threads=2)
+    backend = LiteRtBackend(path.read_bytes(), threads=2, where=str(path))
     dtypes = {name: np.dtype(np.int32) for name in inputs}
     per_signature = {}
     for length in lengths:

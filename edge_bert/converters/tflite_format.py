@@ -19,6 +19,7 @@ from edge_bert.converters.tflite_extras import (
 from edge_bert.converters.tflite_quantize import quantize
 from edge_bert.converters.tflite_sensitivity import short_name
 from edge_bert.errors import BundleError, ConversionError, ProfileError
+from edge_bert.formats import FORMATS
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
 
 #: recipes whose ops can be kept float one by one (AI Edge Quantizer recipe overrides). Not full-int8:
@@ -27,16 +28,14 @@ RESCUABLE_KINDS = ("dynamic-int8", "weight-only-int8")
 
 
 class TfliteFormat(ModelFormat):
-    name = "tflite"
-    runtime = "litert"
-    model_file = "model.tflite"
+    descriptor = FORMATS["tflite"]
     input_dtype = "int32"
     sensitivity_method = "AI Edge Quantizer validate (SNR per tensor): NSR(op output) - max NSR(op inputs)"
 
     @classmethod
     def static_lengths(cls, profile: TargetProfile, spec: FormatSpec) -> list[int] | None:
         """litert-torch cannot export a dynamic sequence axis: the profile's lengths, one signature each."""
-        lengths = spec.options.get("seq_lengths") or [profile.shapes.max_length]
+        lengths = list(spec.options.seq_lengths or [profile.shapes.max_length])
         try:
             return sorted({int(n) for n in lengths})
         except (TypeError, ValueError) as exc:
@@ -76,7 +75,7 @@ class TfliteFormat(ModelFormat):
         )  # fmt: skip
         check_builtin_ops(dst)  # the quantized ops must be builtin too
         try:  # loads and runs every signature once; a failure here ends this recipe only
-            LiteRtBackend(dst, threads=2)
+            LiteRtBackend(dst.read_bytes(), threads=2, where=str(dst))
         except BundleError as exc:
             raise RuntimeError(f"the {recipe.name} model does not run: {exc}") from exc
         return settings
@@ -103,7 +102,7 @@ class TfliteFormat(ModelFormat):
         return fields
 
     def write_extras(self, staging: Path) -> None:
-        if not self.job.spec.options.get("app_extras", False):
+        if not self.job.spec.options.app_extras:
             return
         job = self.job
         write_vocab(job.loaded.tokenizer, staging / "vocab.txt")

@@ -17,6 +17,7 @@ import numpy as np
 from edge_bert.backends.litert import signature_name
 from edge_bert.converters.tflite_sensitivity import SAMPLES, keep_float_regex, rank_ops
 from edge_bert.errors import ConversionError
+from edge_bert.formats import CALIBRATION_SAMPLES
 from edge_bert.profiles import Recipe
 from edge_bert.session import make_feeds
 
@@ -47,7 +48,7 @@ def quantize(
     from ai_edge_quantizer.qtyping import TFLOperationName as Op
 
     settings: dict[str, Any]
-    samples = int(recipe.options.get("calibration_samples", 32))
+    samples = getattr(recipe.options, "calibration_samples", CALIBRATION_SAMPLES)
     if recipe.kind == "fp16":
         qt = quantizer.Quantizer(str(src))
         qt.add_weight_only_config(
@@ -78,7 +79,7 @@ def quantize(
         }
     else:
         raise ConversionError(f"unknown tflite recipe kind {recipe.kind!r}")
-    keep_float = list(recipe.options.get("keep_float", []))
+    keep_float = list(getattr(recipe.options, "keep_float", ()))
     for tensor in keep_float:  # accuracy rescue: these ops stay float (a later rule wins over the recipe's)
         qt.update_quantization_recipe(
             regex=keep_float_regex(tensor), operation_name=Op.ALL_SUPPORTED, algorithm_key="no_quantize"

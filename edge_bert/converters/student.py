@@ -1,0 +1,154 @@
+"""Build a student from its teacher, as the papers do, as an ordinary model of the teacher's class.
+
+- DistilBERT (Sanh et al. 2019): same width, fewer layers, each copied from the teacher. Sanh's
+  extraction took teacher layers [0, 2, 4, 7, 9, 11] for 6 of 12: evenly spaced, first and last kept,
+  which is ``round(linspace(0, L-1, N))``; the same rule gives [0, 2, 5] for 3 of 6.
+- TinyBERT (Jiao et al. 2020): narrower; student layer m (1-based) learns from teacher layer
+  g(m) = m * L / N. The paper starts task distillation from a general-distilled TinyBERT, which needs a
+  pre-training corpus we do not have; instead the student's embeddings start as the teacher's projected
+  on their top principal directions, and the learned projection W (student -> teacher width) starts as
+  that projection's transpose, so the embedding-layer loss starts small. The encoder layers are random.
+
+The student is a ``type(teacher)`` built from a copy of the teacher's config, so `edge-bert convert`
+and every target profile take it unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_bert.errors import InputError
+
+#: teacher architectures the recipes know how to take apart (registry model_type -> config field names)
+LAYER_FIELDS = {"bert": ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size"),
+                "distilbert": ("n_layers", "dim", "n_heads", "hidden_dim")}  # fmt: skip
+_LAYER_KEY = re.compile(r"\.layer\.(\d+)\.")
+
+
+def dims(config: Any) -> tuple[int, int, int]:
+    """(layers, hidden size, attention heads) of a teacher config."""
+    if config.model_type not in LAYER_FIELDS:
+        raise InputError(f"distillation supports {' and '.join(LAYER_FIELDS)} teachers, not {config.model_type!r}")
+    layers, hidden, heads, _ = LAYER_FIELDS[config.model_type]
+    return getattr(config, layers), getattr(config, hidden), getattr(config, heads)
+
+
+def check_student(config: Any, layers: int, hidden_size: int | None, recipe: str) -> None:
+    """One clear error for a student the teacher cannot give (the CLI turns it into exit 2)."""
+    teacher_layers, teacher_hidden, heads = dims(config)
+    if not 1 <= layers <= teacher_layers:
+        raise InputError(f"--layers {layers}: the student needs 1..{teacher_layers} layers (the teacher has {teacher_layers})")
+    if hidden_size is None or hidden_size == teacher_hidden:
+        return
+    if recipe != "tinybert":
+        raise InputError(f"--hidden-size {hidden_size}: only the TinyBERT recipe (classification teachers) changes "
+                         f"the width; the {recipe} recipe keeps the teacher's {teacher_hidden}")  # fmt: skip
+    if config.model_type != "bert":
+        raise InputError(f"the TinyBERT recipe needs a BERT-type teacher, not {config.model_type!r}")
+    if not 0 < hidden_size < teacher_hidden or hidden_size % heads:
+        raise InputError(f"--hidden-size {hidden_size}: must be below the teacher's {teacher_hidden} and a multiple "
+                         f"of its {heads} attention heads (TinyBERT keeps the head count)")  # fmt: skip
+
+
+def distilbert_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
+    """0-based teacher layer copied into each student layer: evenly spaced, first and last kept."""
+    return [int(i) for i in np.round(np.linspace(0, teacher_layers - 1, student_layers))]
+
+
+def tinybert_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
+    """g(m) for m = 1..N: the teacher hidden-state index (1-based layer; 0 = embeddings) student layer m learns."""
+    return [round(m * teacher_layers / student_layers) for m in range(1, student_layers + 1)]
+
+
+def student_config(config: Any, layers: int, hidden_size: int | None) -> Any:
+    layer_field, hidden_field, _, ffn_field = LAYER_FIELDS[config.model_type]
+    student = copy.deepcopy(config)
+    setattr(student, layer_field, layers)
+    if hidden_size is not None and hidden_size != getattr(config, hidden_field):
+        ratio = getattr(config, ffn_field) / getattr(config, hidden_field)
+        setattr(student, hidden_field, hidden_size)
+        setattr(student, ffn_field, int(round(ratio * hidden_size)))
+    return student
+
+
+def copy_layers(teacher: nn.Module, student: nn.Module, mapping: list[int]) -> None:
+    """Student weights = teacher weights, student layer i <- teacher layer mapping[i] (DistilBERT init)."""
+    source = teacher.state_dict()
+    state = {}
+    for key in student.state_dict():
+        match = _LAYER_KEY.search(key)
+        name = key if match is None else _LAYER_KEY.sub(f".layer.{mapping[int(match.group(1))]}.", key, count=1)
+        state[key] = source[name].clone()
+    student.load_state_dict(state)
+
+
+def principal_projection(teacher: nn.Module, width: int) -> torch.Tensor:
+    """[teacher width, width]: the top right-singular vectors of the teacher's word embeddings."""
+    weights = teacher.get_input_embeddings().weight.detach().float()
+    _, _, vh = torch.linalg.svd(weights - weights.mean(0), full_matrices=False)
+    return vh[:width].T.contiguous()
+
+
+def project_embeddings(teacher: nn.Module, student: nn.Module, projection: torch.Tensor) -> None:
+    """Student word/position/token-type embeddings = the teacher's, projected (TinyBERT init here)."""
+    source = teacher.base_model.embeddings
+    target = student.base_model.embeddings
+    with torch.no_grad():
+        for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+            getattr(target, name).weight.copy_(getattr(source, name).weight @ projection)
+
+
+def build_student(teacher: nn.Module, layers: int, hidden_size: int | None, recipe: str) -> tuple[nn.Module, list[int]]:
+    """The student (teacher's class, fewer layers / narrower) and its layer map."""
+    teacher_layers, teacher_hidden, _ = dims(teacher.config)
+    check_student(teacher.config, layers, hidden_size, recipe)
+    student = type(teacher)(student_config(teacher.config, layers, hidden_size))
+    if recipe == "tinybert":
+        if hidden_size is None or hidden_size == teacher_hidden:
+            copy_layers(teacher, student, distilbert_layer_map(teacher_layers, layers))
+        else:
+            project_embeddings(teacher, student, principal_projection(teacher, hidden_size))
+        return student, tinybert_layer_map(teacher_layers, layers)
+    mapping = distilbert_layer_map(teacher_layers, layers)
+    copy_layers(teacher, student, mapping)
+    return student, mapping
+
+
+class QueryKeyTap:
+    """Forward hooks on each BERT layer's query and key projections: the pre-softmax attention scores
+    Q K^T / sqrt(d) that TinyBERT distils, without a second attention implementation."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = list(model.base_model.encoder.layer)
+        self.outputs: dict[tuple[int, str], torch.Tensor] = {}
+        self.handles = []
+        for index, layer in enumerate(self.layers):
+            for kind in ("query", "key"):
+                hook = self._hook(index, kind)
+                self.handles.append(getattr(layer.attention.self, kind).register_forward_hook(hook))
+
+    def _hook(self, index: int, kind: str):
+        def store(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            self.outputs[(index, kind)] = output
+
+        return store
+
+    def scores(self, index: int, mask: torch.Tensor) -> torch.Tensor:
+        """[batch, heads, length, length] raw scores of layer ``index``; padded rows/columns zeroed
+        (TinyBERT zeroes the masked positions so that they do not count)."""
+        attn = self.layers[index].attention.self
+        batch, length, _ = self.outputs[(index, "query")].shape
+        q, k = (self.outputs[(index, kind)].view(batch, length, attn.num_attention_heads, -1).transpose(1, 2)
+                for kind in ("query", "key"))  # fmt: skip
+        keep = (mask[:, None, :, None] * mask[:, None, None, :]).to(q.dtype)
+        return (q @ k.transpose(-1, -2)) * attn.scaling * keep
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
