@@ -117,10 +117,16 @@ def classification_metrics(
     return result
 
 
-def neighbours(embeddings: np.ndarray, k: int = K_NEIGHBOURS, chunk: int = 2048) -> np.ndarray:
-    """Indices of each row's ``k`` most cosine-similar other rows, nearest first (chunked: any row count)."""
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+#: bytes of similarities held at once by the neighbour search (a 100k x 100k matrix would be 40 GB)
+SIMILARITY_BLOCK_BYTES = 64 << 20
+
+
+def neighbours(embeddings: np.ndarray, k: int = K_NEIGHBOURS, chunk: int | None = None) -> np.ndarray:
+    """Indices of each row's ``k`` most cosine-similar other rows, nearest first. Rows are processed in
+    blocks sized so one block of similarities stays near SIMILARITY_BLOCK_BYTES, whatever the row count."""
+    unit = (embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     k = min(k, len(unit) - 1)
+    chunk = chunk or max(1, SIMILARITY_BLOCK_BYTES // (4 * len(unit)))
     result = np.empty((len(unit), k), np.int64)
     for start in range(0, len(unit), chunk):
         sims = unit[start : start + chunk] @ unit.T

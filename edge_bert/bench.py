@@ -20,6 +20,7 @@ from edge_bert.metrics import latency_stats
 from edge_bert.results import result_header
 from edge_bert.session import BundleSession, Encoded, TextEncoder
 from edge_bert.textdata import builtin_texts
+from edge_bert.thermal import snapshot, sustained_run
 
 RESULT_SCHEMA = "edge-bert/bench/v1"
 Progress = Callable[[str, int, int], None]
@@ -33,9 +34,12 @@ def bench(
     runs: int | None = None,
     texts: list[str] | None = None,
     progress: Progress | None = None,
+    sustained: float | None = None,
 ) -> dict[str, Any]:
-    """Benchmark a bundle; unset settings come from the profile stored in the bundle."""
+    """Benchmark a bundle; unset settings come from the profile stored in the bundle. ``sustained``: also run
+    the longest length back to back for that many seconds (burst vs sustained p50, clock drop)."""
     rss_before = current_rss_mib()
+    board_before = snapshot()
     check_settings(threads, seq_lengths, warmup, runs)
     bundle = open_bundle(path)
     settings = bundle.profile.bench
@@ -95,6 +99,8 @@ def bench(
         },
         "latency": rows,
         "skipped_seq_lengths": skipped,
+        "sustained": sustained_run(lambda: session.backend.run(feeds), sustained) if sustained else None,
+        "board": {"before": board_before, "after": snapshot()},  # CPU clock and temperature, where /sys has them
     }
 
 

@@ -26,6 +26,7 @@ from edge_bert.report import (
     write_reports,
 )
 from edge_bert.report import console as stdout_console
+from edge_bert.thermal import board_lines, thread_sweep
 
 app = typer.Typer(
     add_completion=False,
@@ -135,9 +136,18 @@ def convert(
         bool, typer.Option(help="If an int8 recipe fails its gate, keep its most sensitive nodes float and retry.")
     ] = True,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the checkpoint's own Python code to run.")] = False,
+    device: Annotated[
+        str, typer.Option(help="With --recipe auto: the device that picks (local | ssh://user@host[:port]).")
+    ] = "local",
+    remote_python: RemotePythonOpt = "python3",
+    keep_candidates: Annotated[
+        bool, typer.Option(help="With --recipe auto: keep the losing bundles under OUT/candidates.")
+    ] = False,
 ) -> None:
-    """Export and quantize MODEL for a target; writes one verified bundle per recipe."""
-    outcomes = _convert(
+    """Export and quantize MODEL for a target; writes one verified bundle per recipe.
+    --recipe auto: converts every recipe of the profile, validates and benches each on --device and
+    keeps the fastest that passes."""
+    outcomes = (_convert if recipe != ["auto"] else auto_convert(device, remote_python, keep_candidates))(
         model,
         target,
         out,
@@ -294,13 +304,21 @@ def validate(
 def bench(
     bundle: Path,
     json_out: JsonOpt = None,
-    threads: ThreadsOpt = None,
+    threads: Annotated[
+        Optional[str], typer.Option(help="Runtime threads (default: the profile's); a list such as 1,2,4 sweeps them.")
+    ] = None,
     seq_lengths: Annotated[Optional[str], typer.Option(help="Comma-separated, e.g. 16,64,128.")] = None,
     runs: Annotated[Optional[int], typer.Option(help="Timed runs per length.")] = None,
     warmup: Annotated[Optional[int], typer.Option(help="Untimed runs per length.")] = None,
     texts: Annotated[Optional[Path], typer.Option(help="Real texts to cut to each length (default: built-in).")] = None,
     device: DeviceOpt = "local",
     remote_python: RemotePythonOpt = "python3",
+    sustained: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Also run the longest length for SECONDS: burst vs sustained p50, and whether the clock dropped."
+        ),
+    ] = None,
 ) -> None:
     """On the device: cold load, first inference, warm p50/p90/p99, throughput, peak memory."""
     from edge_bert.bench import bench as run_bench
@@ -311,9 +329,11 @@ def bench(
     try:
         with Progress(console=console, transient=True, disable=json_out == "-" or not console.is_terminal) as progress:
             task = progress.add_task("bench", total=None)
-            result = (run_bench if is_local(device) else bench_on_device(device, remote_python, texts))(
+            result = thread_sweep(
+                run_bench if is_local(device) else bench_on_device(device, remote_python, texts),
+                _csv_ints(threads, "--threads"),
                 bundle,
-                threads=threads,
+                sustained=sustained,
                 seq_lengths=lengths,
                 runs=runs,
                 warmup=warmup,
@@ -325,7 +345,7 @@ def bench(
     except EdgeBertError as exc:
         raise _fail(exc) from exc
     if json_out != "-":
-        console.print(bench_table(result))
+        console.print(bench_table(result), *board_lines(result), sep="\n")
     write_json(result, json_out)
 
 
@@ -385,6 +405,11 @@ def run(
     report_dir: Annotated[Path, typer.Option(help="Where the validate reports go.")] = Path("reports"),
     device: DeviceOpt = "local",
     remote_python: RemotePythonOpt = "python3",
+    distill: Annotated[Optional[int], typer.Option(help="Distil MODEL into N layers first (+ --data).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="With --distill: labelled training data.")] = None,
+    split: SplitOpt = None,
+    eval_data: Annotated[Optional[str], typer.Option(help="With --distill: labelled evaluation data.")] = None,
+    eval_split: Annotated[Optional[str], typer.Option(help="Split of --eval-data.")] = None,
 ) -> None:
     """The whole chain: convert every recipe, validate and bench each bundle, print one table.
     Validate reports go to REPORT_DIR as with `edge-bert validate`. Exit 0 when every required recipe was
@@ -392,6 +417,12 @@ def run(
     from edge_bert.bench import bench as run_bench
     from edge_bert.validate import validate as run_validate
 
+    if distill is not None:  # teacher -> student -> bundles of both, side by side (edge_bert/cli_train.py)
+        from edge_bert.cli_train import run_distill
+
+        if data is None:
+            raise _fail(InputError("--distill needs --data (the texts to distil on)"))
+        run_distill(model, distill, data, target, out, runs, split, eval_data, eval_split, report_dir)
     _preflight(json_out, report_dir)
     if runs < 1:
         raise _fail(InputError(f"--runs must be at least 1, got {runs}"))
@@ -451,8 +482,7 @@ def _run_table(target: str, results: list) -> Table:
     lengths = [row["seq_length"] for row in results[0][1]["latency"]]
     fp32 = {r["recipe"]: r for _, r in results}.get("fp32")
     table = Table(
-        title=f"edge-bert run: {len(results)} bundles for target {_target_name(target)}"
-        + emulated_note(results[0][1]),
+        title=f"edge-bert run: {len(results)} bundles for target {_target_name(target)}" + emulated_note(results[0][1]),
         caption=machine_line(results[0][1]["machine"]) + f" · {results[0][1]['settings']['threads']} threads",
     )
     for column in (
@@ -490,6 +520,7 @@ register_train(app)
 from edge_bert.cli_device import register as register_device  # noqa: E402
 
 register_device(app)
+from edge_bert.cli_device import auto_convert  # noqa: E402
 
 
 def main() -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -12,7 +16,8 @@ from rich.table import Table
 
 from edge_bert.devices import DeviceError, open_device
 from edge_bert.devices.base import INSTALL_HINT
-from edge_bert.report import console, machine_line
+from edge_bert.errors import EdgeBertError
+from edge_bert.report import console, machine_line, print_error
 
 device_app = typer.Typer(no_args_is_help=True, help="Devices: prepare an emulated board, check what a device has.")
 DeviceArg = Annotated[str, typer.Argument(help="local | ssh://user@host[:port] | emu:rpi4|rpi5|android-arm64")]
@@ -20,7 +25,8 @@ RemotePythonOpt = Annotated[str, typer.Option(help="The Python on the device tha
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+    """Exit 2 with one line on stderr, as every command does for unusable input or an unusable device."""
+    print_error(str(exc))
     return typer.Exit(2)
 
 
@@ -30,10 +36,11 @@ def device_setup(device: DeviceArg) -> None:
     from edge_bert.devices.emu_setup import setup
 
     if not device.startswith("emu:"):
-        console.print(
-            f"{escape(device)}: nothing to prepare here; on the device, install the runner: "
-            f"{INSTALL_HINT['onnx']} or {INSTALL_HINT['tflite']}, then `edge-bert device check {escape(device)}`"
+        message = (
+            f"{device}: nothing to prepare here; on the device, install the runner: {INSTALL_HINT['onnx']} "
+            f"or {INSTALL_HINT['tflite']}, then `edge-bert device check {device}`"
         )
+        console.print(escape(message), highlight=False)
         raise typer.Exit(0)
     try:
         open_device(device)
@@ -155,3 +162,57 @@ def results(
 def register(app: typer.Typer) -> None:
     app.add_typer(device_app, name="device")
     app.command("results")(results)
+
+
+def auto_convert(device: str, remote_python: str, keep_candidates: bool) -> Callable[..., list]:
+    """``convert --recipe auto``: a drop-in for the CLI's ``_convert`` that converts every candidate recipe
+    aside, lets the device pick one (converters/auto_recipe.py) and writes only that bundle to OUT."""
+
+    def run(model: Optional[str], target: str, out: Path, **options: Any) -> list:
+        from edge_bert.cli import _convert
+        from edge_bert.converters import auto_recipe
+
+        try:
+            auto_recipe.refuse_emulated(device)
+            length, threads = auto_recipe.profile_bench(target)
+        except EdgeBertError as exc:
+            raise _fail(exc) from exc
+        out.mkdir(parents=True, exist_ok=True)
+        aside = out / "candidates" if keep_candidates else Path(tempfile.mkdtemp(prefix=".auto-", dir=out))
+        try:
+            outcomes = _convert(model, target, aside, **{**options, "recipes": None})
+            candidates = auto_recipe.candidates_from(outcomes)
+            log = lambda m: console.print(f"[dim]{escape(m)}[/dim]", highlight=False)  # noqa: E731
+            for candidate in candidates:
+                if candidate.bundle is not None:
+                    auto_recipe.measure(device, remote_python, candidate, threads, log)
+            winner = auto_recipe.choose(candidates, length)
+            console.print(selection_table(device, candidates, length))
+            if winner is None:
+                console.print(f"[red]no candidate passed its gates on {escape(device)}; nothing written[/red]")
+                return [o for o in outcomes if not o.passed] or [dataclasses.replace(outcomes[0], passed=False)]
+            record = auto_recipe.selection_record(device, candidates, length, threads)
+            final = auto_recipe.install(winner.bundle, out, record, bool(options.get("overwrite")))
+        except EdgeBertError as exc:
+            raise _fail(exc) from exc
+        finally:
+            if not keep_candidates:
+                shutil.rmtree(aside, ignore_errors=True)
+        console.print(f"{escape(winner.label)} chosen on {escape(device)}: {escape(str(final))}", highlight=False)
+        chosen = next(o for o in outcomes if o.format == winner.format and o.recipe == winner.recipe)
+        return [dataclasses.replace(chosen, bundle=final)]
+
+    return run
+
+
+def selection_table(device: str, candidates: list, length: int) -> Table:
+    threads = sorted({t for c in candidates for t in c.p50_ms})
+    table = Table(title=f"--recipe auto on {device}: p50 ms at {length} tokens")
+    for column in ["format", "recipe", "gates on device", *[f"{t} thread(s)" for t in threads], "verdict"]:
+        table.add_column(column)
+    for c in candidates:
+        gates = "-" if c.device_gates is None else ("pass" if c.passed else "[red]fail[/red]")
+        cells = [f"{c.p50_ms[t][length]:.2f}" if length in c.p50_ms.get(t, {}) else "-" for t in threads]
+        verdict = f"[green]{escape(c.reason)}[/green]" if c.chosen else escape(c.reason)
+        table.add_row(c.format, c.recipe, gates, *cells, verdict)
+    return table

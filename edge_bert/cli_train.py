@@ -53,9 +53,15 @@ class _Bar:
 
     def __init__(self) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-        )  # fmt: skip
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> _Bar:
@@ -86,7 +92,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def finetune_command(
-    base: Annotated[Optional[str], typer.Argument(help="Hub id or save_pretrained dir (default: embedded MiniLM).")] = None,
+    base: Annotated[
+        Optional[str], typer.Argument(help="Hub id or save_pretrained dir (default: embedded MiniLM).")
+    ] = None,
     data: DataOpt = ...,  # type: ignore[assignment]
     out: OutOpt = ...,  # type: ignore[assignment]
     eval_data: EvalDataOpt = None,
@@ -116,9 +124,17 @@ def finetune_command(
         from edge_bert.converters.finetune import finetune, settings_for
 
         settings = settings_for(
-            preset, epochs=epochs, max_train=max_train, frozen_layers=frozen_layers, lr=lr, head_lr=head_lr,
-            batch_size=batch_size, max_length=max_length, seed=seed, threads=threads,
-        )  # fmt: skip
+            preset,
+            epochs=epochs,
+            max_train=max_train,
+            frozen_layers=frozen_layers,
+            lr=lr,
+            head_lr=head_lr,
+            batch_size=batch_size,
+            max_length=max_length,
+            seed=seed,
+            threads=threads,
+        )
         train = _read(data, split, text_column, label_column)
         evaluation = _read(eval_data, eval_split, text_column, label_column)
         with _Bar() as bar:
@@ -172,22 +188,59 @@ def distill_command(
     """Distil TEACHER into a --layers student (DistilBERT / TinyBERT / embedding recipe), gated on how much of
     the teacher it keeps on --eval-data. Exit 0 pass, 1 gate failed (the student is still written), 2 bad input."""
     summary = _distill(
-        teacher, data, out, split, eval_data, eval_split, text_column, label_column, overwrite, revision,
-        trust_remote_code, layers=layers, hidden_size=hidden_size, recipe=recipe, epochs=epochs,
-        pred_epochs=pred_epochs, lr=lr, temperature=temperature, alpha_kd=alpha_kd, alpha_ce=alpha_ce,
-        alpha_cos=alpha_cos, max_train=max_train, batch_size=batch_size, max_length=max_length, seed=seed,
-        threads=threads, min_pct_of_teacher=min_pct_of_teacher, min_neighbour_recall=min_neighbour_recall,
+        teacher,
+        data,
+        out,
+        split,
+        eval_data,
+        eval_split,
+        text_column,
+        label_column,
+        overwrite,
+        revision,
+        trust_remote_code,
+        layers=layers,
+        hidden_size=hidden_size,
+        recipe=recipe,
+        epochs=epochs,
+        pred_epochs=pred_epochs,
+        lr=lr,
+        temperature=temperature,
+        alpha_kd=alpha_kd,
+        alpha_ce=alpha_ce,
+        alpha_cos=alpha_cos,
+        max_train=max_train,
+        batch_size=batch_size,
+        max_length=max_length,
+        seed=seed,
+        threads=threads,
+        min_pct_of_teacher=min_pct_of_teacher,
+        min_neighbour_recall=min_neighbour_recall,
         freeze_word_embeddings=not train_word_embeddings,
-    )  # fmt: skip
+    )
     _print_summary(summary)
     if not summary["passed"]:
         gate = summary["gate"]
-        console.print(f"[red]gate failed:[/red] {gate['metric']} {gate['value']} < {gate['threshold']}", highlight=False)
+        console.print(
+            f"[red]gate failed:[/red] {gate['metric']} {gate['value']} < {gate['threshold']}", highlight=False
+        )
         raise typer.Exit(1)
 
 
-def _distill(teacher, data, out, split, eval_data, eval_split, text_column, label_column, overwrite, revision,
-             trust_remote_code, **options: Any) -> dict[str, Any]:  # fmt: skip
+def _distill(
+    teacher,
+    data,
+    out,
+    split,
+    eval_data,
+    eval_split,
+    text_column,
+    label_column,
+    overwrite,
+    revision,
+    trust_remote_code,
+    **options: Any,
+) -> dict[str, Any]:
     try:
         from edge_bert.converters.distill import DistillSettings, distill
 
@@ -198,6 +251,85 @@ def _distill(teacher, data, out, split, eval_data, eval_split, text_column, labe
             return distill(teacher, train, out, settings, evaluation, overwrite, revision, trust_remote_code, bar)
     except EdgeBertError as exc:
         raise _fail(exc) from exc
+
+
+def run_distill(
+    teacher: Optional[str],
+    layers: int,
+    data: str,
+    target: str = "auto",
+    out: Path = Path("bundles"),
+    runs: int = 30,
+    split: Optional[str] = None,
+    eval_data: Optional[str] = None,
+    eval_split: Optional[str] = None,
+    report_dir: Path = Path("reports"),
+) -> None:
+    """`edge-bert run TEACHER --distill N --data ...`: teacher -> student (models/NAME-lN) -> bundles of both
+    for the target -> validate (on --eval-data) -> bench; one table with teacher and student side by side."""
+    from edge_bert.bench import bench as run_bench
+    from edge_bert.report import machine_line, write_reports
+    from edge_bert.validate import validate as run_validate
+
+    try:
+        from edge_bert.converters.convert import convert
+        from edge_bert.converters.training_data import resolve_source
+
+        source = resolve_source(teacher)
+        name = Path(source.rstrip("/")).name.lower() if teacher else "all-minilm-l6-v2"
+        student_dir = Path("models") / f"{name}-l{layers}"
+        summary = _distill(
+            source, data, student_dir, split, eval_data, eval_split, None, None, True, None, False, layers=layers
+        )
+        evaluation = _read(eval_data, eval_split, None, None)
+        rows = []
+        for role, model_dir in (("teacher", source), ("student", str(student_dir))):
+            log = lambda m: console.print(f"[dim]{m}[/dim]", highlight=False)  # noqa: E731
+            outcomes = convert(
+                model_dir,
+                target,
+                out,
+                eval_data=evaluation,
+                name=f"{name}-{role}-l{summary['layers'] if role == 'student' else 'full'}",
+                overwrite=True,
+                log=log,
+            )
+            for outcome in (o for o in outcomes if o.passed):
+                console.print(f"[dim]validate + bench {outcome.bundle.name}[/dim]", highlight=False)
+                check = run_validate(outcome.bundle, data=evaluation)
+                write_reports(check, report_dir)
+                rows.append((role, outcome, check, run_bench(outcome.bundle, runs=runs, warmup=5)))
+    except EdgeBertError as exc:
+        raise _fail(exc) from exc
+    if not rows:
+        raise typer.Exit(1)
+    teacher_fp32 = (summary.get("eval") or {}).get("teacher", {}).get("accuracy")
+    lengths = [row["seq_length"] for row in rows[0][3]["latency"]]
+    table = Table(
+        title=f"edge-bert run --distill {layers}: teacher and student ({summary['recipe']} recipe)",
+        caption=machine_line(rows[0][3]["machine"]) + f" · {rows[0][3]['settings']['threads']} threads",
+    )
+    for column in ["model", "recipe", "parameters", "MB", "validate", "accuracy", "% of teacher"] + [
+        f"p50 @{n} ms" for n in lengths
+    ]:
+        table.add_column(column, justify="right")
+    for role, outcome, check, timing in rows:
+        metrics = (check.get("accuracy") or {}).get("metrics") or {}
+        accuracy = metrics.get("accuracy", metrics.get("knn_accuracy"))
+        params = summary[f"{role}_parameters"]
+        pct = f"{100 * accuracy / teacher_fp32:.1f}" if accuracy is not None and teacher_fp32 else "-"
+        table.add_row(
+            role,
+            outcome.recipe,
+            f"{params / 1e6:.2f}M",
+            f"{timing['model_bytes'] / 1e6:.1f}",
+            "pass" if check["passed"] else "fail",
+            "-" if accuracy is None else f"{accuracy:.4f}",
+            pct,
+            *[f"{row['p50_ms']:.2f}" for row in timing["latency"]],
+        )
+    console.print(table)
+    raise typer.Exit(0 if summary["passed"] and all(check["passed"] for _, _, check, _ in rows) else 1)
 
 
 def register(app: typer.Typer) -> None:

@@ -141,6 +141,8 @@ class Manifest:
     rescue: dict[str, Any] | None = None
     #: the parity/accuracy figures of the gate the bundle passed at convert time
     conversion_check: dict[str, Any] | None = None
+    #: --recipe auto: the device that chose, every candidate's figures on it and why the others lost
+    selection: dict[str, Any] | None = None
 
     @property
     def model_bytes(self) -> int:

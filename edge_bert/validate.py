@@ -85,6 +85,7 @@ def validate(
             "tokenizer": tokenizer_check,
         },
         "parity": {"output": bundle.primary_output, "reference": "pytorch fp32", **metrics},
+        "predictions": golden_predictions(bundle.task, np.stack(outputs), golden["output"]),
         "accuracy": evaluation,
         "gates": verdicts,
         "seconds": elapsed,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, run_cli_without_frameworks, sst2_dev
+from conftest import SHARED_DATA, requires, run_cli_without_frameworks, sst2_dev
 from typer.testing import CliRunner
 
 from edge_bert.accuracy import REFERENCE_FILE
@@ -67,15 +67,15 @@ def torch_accuracy(model_dir: Path, rows: list[tuple[str, str]]) -> float:
 def test_fp32_reference_is_stored_and_right(classifier, tiny_models) -> None:
     bundles, _, rows = classifier
     bundle = open_bundle(bundles["fp32"])
-    info = bundle.manifest["eval"]
+    info = bundle.manifest.to_dict()["eval"]
     assert info["rows"] == 200 and info["source"]["name"] == "sst2-200.jsonl"
     assert info["fp32"]["accuracy"] == pytest.approx(torch_accuracy(tiny_models["bert"], rows))
-    assert REFERENCE_FILE in bundle.manifest["files"]  # checksummed like every other file
+    assert REFERENCE_FILE in bundle.manifest.files  # checksummed like every other file
     reference = bundle.eval_reference()
     assert reference is not None and reference["output"].shape == (200, 3)
     stored = " ".join(str(k) for k in reference["keys"])
     assert rows[0][0] not in stored and all(len(str(k)) == 32 for k in reference["keys"])  # hashes, not texts
-    check = bundle.manifest["conversion_check"]["accuracy"]
+    check = bundle.manifest.conversion_check["accuracy"]
     assert check["fp32_accuracy"] == pytest.approx(info["fp32"]["accuracy"])
 
 
@@ -113,12 +113,12 @@ def test_accuracy_gate_fails_with_exit_1(classifier, tmp_path: Path) -> None:
     bundles, data_file, _ = classifier
     strict = tmp_path / "strict.toml"
     strict.write_text(
-        TINY_PROFILE.read_text().replace("min_prediction_agreement = 0.9", "min_prediction_agreement = 1.01")
+        TINY_PROFILE.read_text().replace("min_accuracy_pct_of_fp32 = 95", "min_accuracy_pct_of_fp32 = 100.01")
     )
     args = ["validate", str(bundles["fp32"]), "--data", str(data_file), "--report-dir", str(tmp_path)]
     result = runner.invoke(app, [*args, "--profile", str(strict)])
     assert result.exit_code == 1, result.output
-    assert "FAIL" in result.output and "prediction agreement" in result.output
+    assert "FAIL" in result.output and "accuracy % of fp32" in result.output
     assert "**FAIL**" in (tmp_path / f"{bundles['fp32'].name}.validate.md").read_text()
 
 
@@ -140,7 +140,7 @@ def test_unknown_labels_stop_convert_before_export(tiny_models, tmp_path: Path) 
     assert not any((tmp_path / "out").iterdir())
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "clinc150").is_dir(), reason="CLINC150 not found")
+@requires((SHARED_DATA / "clinc150").is_dir(), "CLINC150 not found")
 def test_minilm_embeddings_keep_clinc150_retrieval(tmp_path: Path) -> None:
     """Real weights, real labelled data: int8 MiniLM keeps k-NN intent accuracy and neighbours."""
     data = read_labelled(SHARED_DATA / "clinc150" / "data_full.json", split="test", limit=1500)

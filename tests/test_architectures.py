@@ -45,7 +45,7 @@ def test_every_recipe_converts_and_validates(arch, converted):
 def test_bundle_contents_follow_the_registry(arch, converted):
     fp32 = next(o for o in converted[arch] if o.recipe == "fp32")
     bundle = open_bundle(fp32.bundle)
-    manifest = bundle.manifest
+    manifest = bundle.manifest.to_dict()
     assert manifest["model"]["architecture"] == arch
     assert bundle.input_names == list(REGISTRY[arch].inputs)
     assert ("token_type_ids" in bundle.input_names) == (arch != "distilbert")

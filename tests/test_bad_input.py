@@ -63,7 +63,7 @@ def test_unknown_schema_version(bundle_copy):
     manifest = json.loads(manifest_path.read_text())
     manifest["schema_version"] = SCHEMA_VERSION + 1
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match=f"schema_version {SCHEMA_VERSION + 1} is not supported"):
+    with pytest.raises(BundleError, match=f"schema_version: {SCHEMA_VERSION + 1} is not supported"):
         open_bundle(bundle_copy)
 
 
@@ -74,7 +74,7 @@ def test_missing_tokenizer(bundle_copy):
 
 
 def test_not_a_bundle(tmp_path):
-    with pytest.raises(BundleError, match=r"no manifest\.json; this is not an edge-bert bundle"):
+    with pytest.raises(BundleError, match=r"no manifest\.json \(a regular file\); this is not an edge-bert bundle"):
         open_bundle(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
@@ -114,7 +114,7 @@ def test_long_text_is_truncated_and_reported(good_bundle, tiny_models, sst2_text
     session = BundleSession(open_bundle(good_bundle))
     long_text = " ".join(sst2_texts)
     outputs, encoded = session.run_text(long_text)
-    assert encoded.truncated and len(encoded.ids) == 128 and encoded.original_length > 1000
+    assert encoded.truncated and len(encoded.ids) == 128 and encoded.original_length > 128  # a prefix was read
     assert np.isfinite(outputs["logits"]).all()
     # at conversion the truncation is reported in the manifest and the log, and the ids agree with HF
     messages: list[str] = []
@@ -127,7 +127,7 @@ def test_long_text_is_truncated_and_reported(good_bundle, tiny_models, sst2_text
         log=messages.append,
     )
     assert any("1 golden text(s) longer than 128 tokens were truncated" in m for m in messages)
-    assert open_bundle(outcome.bundle).manifest["golden"]["truncated_texts"] == 1
+    assert open_bundle(outcome.bundle).manifest.golden.truncated_texts == 1
     assert validate(outcome.bundle)["checks"]["tokenizer"]["pass"]
 
 

@@ -80,7 +80,7 @@ def test_fingerprint_names_the_isa():
 def test_static_bundle_pads_to_its_length(static_bundle):
     bundle = open_bundle(static_bundle)
     assert bundle.seq_lengths == (64,)
-    assert bundle.manifest["inputs"][0]["shape"] == ["batch", 64]
+    assert list(bundle.manifest.inputs[0].shape) == ["batch", 64]
     assert validate(static_bundle)["passed"]
     session = BundleSession(bundle)
     _, encoded = session.run_text("short text")

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 from typer.testing import CliRunner
 
 from edge_bert.cli import app
@@ -116,7 +117,7 @@ def test_inspect_and_targets(cli_bundles):
 
 def test_convert_tflite_and_inspect(tiny_models, tmp_path):
     """--format tflite produces a LiteRT bundle (issue #3), and inspect shows its signatures."""
-    pytest.importorskip("litert_torch", reason="the tflite extra is not installed")
+    require_module("litert_torch", "the tflite extra is not installed")
     profile = Path(__file__).parent / "profiles" / "tiny-random-tflite.toml"
     args = ["convert", str(tiny_models["distilbert"]), "--target", str(profile), "--out", str(tmp_path)]
     result = runner.invoke(app, [*args, "--recipe", "fp32", "--format", "tflite"])

@@ -32,7 +32,9 @@ def save_teacher(out: Path, task: str = "text-classification", layers: int = 4, 
     config = tiny_config("bert", num_hidden_layers=layers)
     config.id2label, config.label2id = dict(enumerate(LABELS)), {n: i for i, n in enumerate(LABELS)}
     config.num_labels = 2
-    model_class = transformers.BertForSequenceClassification if task == "text-classification" else transformers.BertModel
+    model_class = (
+        transformers.BertForSequenceClassification if task == "text-classification" else transformers.BertModel
+    )
     model_class(config).save_pretrained(out)
     transformers.AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(out)
     return out
@@ -51,7 +53,9 @@ def teacher(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def data_files(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("data")
-    return write_tsv(root / "train.tsv", sst2_dev(limit=160)), write_tsv(root / "dev.tsv", sst2_dev(limit=64, offset=160))
+    return write_tsv(root / "train.tsv", sst2_dev(limit=160)), write_tsv(
+        root / "dev.tsv", sst2_dev(limit=64, offset=160)
+    )
 
 
 def test_layer_maps_follow_the_papers() -> None:
@@ -74,6 +78,22 @@ def test_student_layers_are_the_teachers(teacher: Path) -> None:
     assert not torch.equal(s_state[name], t_state["bert.encoder.layer.1.attention.self.query.weight"])
     narrow, tiny_map = build_student(model, 2, 16, "tinybert")
     assert narrow.config.hidden_size == 16 and narrow.config.intermediate_size == 32 and tiny_map == [2, 4]
+
+
+def test_distilbert_family_teacher(data_files, tmp_path: Path) -> None:
+    """A DistilBERT-architecture teacher: same recipe, layers found by the registry's field names."""
+    from conftest import save_tiny_model
+
+    teacher = save_tiny_model("distilbert", tmp_path / "distilbert-teacher")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(teacher)
+    student, mapping = build_student(model, 1, None, "distilbert")
+    assert student.config.n_layers == 1 and mapping == [0]
+    torch.testing.assert_close(
+        student.distilbert.transformer.layer[0].ffn.lin1.weight, model.distilbert.transformer.layer[0].ffn.lin1.weight
+    )
+    summary = distill(str(teacher), read_labelled(data_files[0]), tmp_path / "s", DistillSettings(layers=1, epochs=1))
+    assert transformers.AutoConfig.from_pretrained(tmp_path / "s").model_type == "distilbert"
+    assert summary["recipe"] == "distilbert"
 
 
 def history(out: Path, stage: str) -> list[dict]:
@@ -104,8 +124,9 @@ def test_distilbert_recipe_end_to_end(teacher: Path, data_files, tmp_path: Path)
 def test_tinybert_recipe_terms_decrease(teacher: Path, data_files, tmp_path: Path) -> None:
     train, dev = (read_labelled(p) for p in data_files)
     out = tmp_path / "tiny"
-    summary = distill(str(teacher), train, out, DistillSettings(layers=2, hidden_size=16, epochs=4, pred_epochs=3,
-                                                                lr=1e-3), dev)  # fmt: skip
+    summary = distill(
+        str(teacher), train, out, DistillSettings(layers=2, hidden_size=16, epochs=4, pred_epochs=3, lr=1e-3), dev
+    )
     assert summary["recipe"] == "tinybert" and summary["hidden_size"] == 16 and summary["layer_map"] == [2, 4]
     stage1, stage2 = history(out, "intermediate"), history(out, "prediction")
     for term in ("emb", "hid", "att"):
@@ -132,7 +153,10 @@ def test_resume_after_interruption_gives_the_same_model(teacher: Path, data_file
     assert resumed["loss_per_epoch"] == clean["loss_per_epoch"]
     log = (out / "training_log.jsonl").read_text()
     assert '"event": "resumed"' in log
-    a, b = (transformers.AutoModelForSequenceClassification.from_pretrained(p).state_dict() for p in (out, tmp_path / "clean"))
+    a, b = (
+        transformers.AutoModelForSequenceClassification.from_pretrained(p).state_dict()
+        for p in (out, tmp_path / "clean")
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -149,8 +173,23 @@ def test_embedding_teacher_and_convert(data_files, tmp_path: Path) -> None:
     assert 0.0 <= summary["eval"]["neighbour_recall"] <= 1.0
     assert transformers.AutoConfig.from_pretrained(out).architectures == ["BertModel"]
     runner = CliRunner()
-    result = runner.invoke(app, ["convert", str(out), "--target", "x86", "--format", "onnx", "--recipe", "fp32",
-                                 "--out", str(tmp_path / "bundles"), "--eval-data", str(data_files[1])])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            str(out),
+            "--target",
+            "x86",
+            "--format",
+            "onnx",
+            "--recipe",
+            "fp32",
+            "--out",
+            str(tmp_path / "bundles"),
+            "--eval-data",
+            str(data_files[1]),
+        ],
+    )
     assert result.exit_code == 0, result.output
     bundle = next((tmp_path / "bundles").iterdir())
     result = runner.invoke(app, ["validate", str(bundle), "--data", str(data_files[1])])
@@ -162,12 +201,46 @@ def test_cli_distill_both_recipes_convert_and_validate(teacher: Path, data_files
     train, dev = (str(p) for p in data_files)
     for name, extra in (("distil", []), ("tiny", ["--hidden-size", "16"])):
         out = tmp_path / name
-        result = runner.invoke(app, ["distill", str(teacher), "--data", train, "--eval-data", dev, "--layers", "2",
-                                     "--out", str(out), "--epochs", "1", "--pred-epochs", "1",
-                                     "--min-pct-of-teacher", "0", *extra])  # fmt: skip
+        result = runner.invoke(
+            app,
+            [
+                "distill",
+                str(teacher),
+                "--data",
+                train,
+                "--eval-data",
+                dev,
+                "--layers",
+                "2",
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--pred-epochs",
+                "1",
+                "--min-pct-of-teacher",
+                "0",
+                *extra,
+            ],
+        )
         assert result.exit_code == 0, result.output
-        result = runner.invoke(app, ["convert", str(out), "--target", "x86", "--format", "onnx", "--recipe", "fp32",
-                                     "--out", str(tmp_path / "bundles"), "--eval-data", dev])  # fmt: skip
+        result = runner.invoke(
+            app,
+            [
+                "convert",
+                str(out),
+                "--target",
+                "x86",
+                "--format",
+                "onnx",
+                "--recipe",
+                "fp32",
+                "--out",
+                str(tmp_path / "bundles"),
+                "--eval-data",
+                dev,
+            ],
+        )
         assert result.exit_code == 0, result.output
     for bundle in (tmp_path / "bundles").iterdir():
         result = runner.invoke(app, ["validate", str(bundle), "--data", dev])
@@ -183,17 +256,34 @@ def test_cli_distill_both_recipes_convert_and_validate(teacher: Path, data_files
     ],
 )
 def test_impossible_students_are_one_clear_error(teacher: Path, data_files, tmp_path: Path, args, message) -> None:
-    result = CliRunner().invoke(app, ["distill", str(teacher), "--data", str(data_files[0]), "--out",
-                                      str(tmp_path / "s"), *args])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["distill", str(teacher), "--data", str(data_files[0]), "--out", str(tmp_path / "s"), *args]
+    )
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not (tmp_path / "s").exists() and not (tmp_path / ("s" + STAGING_SUFFIX)).exists()
 
 
 def test_failed_gate_exits_1_but_writes_the_student(teacher: Path, data_files, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["distill", str(teacher), "--data", str(data_files[0]), "--eval-data",
-                                      str(data_files[1]), "--layers", "1", "--epochs", "1", "--out", str(tmp_path / "s"),
-                                      "--min-pct-of-teacher", "1000"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "distill",
+            str(teacher),
+            "--data",
+            str(data_files[0]),
+            "--eval-data",
+            str(data_files[1]),
+            "--layers",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "s"),
+            "--min-pct-of-teacher",
+            "1000",
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert "gate failed" in result.output and (tmp_path / "s" / "model.safetensors").is_file()
 
@@ -209,3 +299,36 @@ def test_clinc150_three_layer_student_keeps_97_percent(tmp_path: Path) -> None:
     finetune(None, train, tmp_path / "teacher", settings_for("clinc150"), test)
     summary = distill(str(tmp_path / "teacher"), train, tmp_path / "student", DistillSettings(layers=3), test)
     assert summary["eval"]["accuracy_pct_of_teacher"] >= 97.0, summary["eval"]
+
+
+def test_run_distill_prints_teacher_and_student_side_by_side(teacher: Path, data_files, tmp_path: Path) -> None:
+    """`run TEACHER --distill 2 --data ...`: student trained, both converted, validated on the data, benched."""
+    profile = Path(__file__).resolve().parent / "profiles" / "tiny-random.toml"
+    train, dev = (str(p) for p in data_files)
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(teacher),
+            "--distill",
+            "2",
+            "--data",
+            train,
+            "--eval-data",
+            dev,
+            "--target",
+            str(profile),
+            "--out",
+            str(tmp_path / "bundles"),
+            "--runs",
+            "2",
+        ],
+    )
+    table = result.output[result.output.index("edge-bert run --distill 2") :]
+    assert "teacher" in table and "student" in table and "% of teacher" in table and "p50 @128 ms" in table
+    assert result.exit_code in (0, 1), result.output  # 1 only if the (untrained) student misses the 95 % gate
+    names = sorted(p.name for p in (tmp_path / "bundles").iterdir())
+    assert any("student-l2" in n for n in names) and any("teacher-lfull" in n for n in names), names
+    assert (tmp_path / "models" / "teacher-l2" / "model.safetensors").is_file()
+    result = CliRunner().invoke(app, ["run", str(teacher), "--distill", "2"])
+    assert result.exit_code == 2 and "--distill needs --data" in result.output

@@ -1,8 +1,8 @@
-"""Real fine-tuned classifiers (MiniLM encoder, trained here by scripts/finetune_classifier.py) on real
+"""Real fine-tuned classifiers (MiniLM encoder, trained here by `edge-bert finetune --preset`) on real
 labelled data: int8 ONNX and LiteRT bundles keep >= 99 % of the fp32 model's accuracy, as measured by
 the runner on the device side from the fp32 reference stored at convert time.
 
-SST-2 (a quick 4,000-sentence fine-tune) runs by default; CLINC150 with the script's full recipe
+SST-2 (a quick 4,000-sentence fine-tune) runs by default; CLINC150 with the full preset
 (150 intents, 6 minutes of training) is marked slow.
 """
 
@@ -13,33 +13,46 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
-from test_finetune import SCRIPT, ft
+from conftest import SHARED_DATA, requires
 
+from edge_bert.converters import finetune as ft
 from edge_bert.converters.convert import convert
 from edge_bert.evaldata import read_labelled
 from edge_bert.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"labelled data not found at {SHARED_DATA}")
+pytestmark = requires(SHARED_DATA.is_dir(), f"labelled data not found at {SHARED_DATA}")
 
-#: task -> (training overrides, evaluation file, split)
+#: task -> (training overrides, evaluation file, split, training file, split)
 SETUPS = {
-    "sst2": ({"max_train": 4000}, SHARED_DATA / "sst2" / "dev.tsv", None),
-    "clinc150": ({}, SHARED_DATA / "clinc150" / "data_full.json", "test"),
+    "sst2": ({"max_train": 4000}, SHARED_DATA / "sst2" / "dev.tsv", None, SHARED_DATA / "sst2" / "train.tsv", None),
+    "clinc150": (
+        {},
+        SHARED_DATA / "clinc150" / "data_full.json",
+        "test",
+        SHARED_DATA / "clinc150" / "data_full.json",
+        "train",
+    ),
 }
+CODE = [
+    Path(ft.__file__),
+    Path(ft.__file__).with_name("training_loop.py"),
+    Path(ft.__file__).with_name("training_data.py"),
+]
 
 
 def trained(request: pytest.FixtureRequest, task: str) -> tuple[Path, dict]:
-    """Train once and keep the result in pytest's cache, keyed by the script and its settings."""
-    overrides = SETUPS[task][0]
-    key = hashlib.sha256(SCRIPT.read_bytes() + json.dumps([task, overrides]).encode()).hexdigest()[:12]
+    """Train once (the task's preset) and keep the result in pytest's cache, keyed by the code and settings."""
+    overrides, eval_file, eval_split, train_file, train_split = SETUPS[task]
+    code = b"".join(path.read_bytes() for path in CODE)
+    key = hashlib.sha256(code + json.dumps([task, overrides]).encode()).hexdigest()[:12]
     out = Path(request.config.cache.mkdir("edge-bert-finetuned")) / f"{task}-{key}"
-    summary_file = out / "edge-bert-training.json"
+    summary_file = out / "eval_summary.json"
     if not summary_file.is_file():
-        summary = ft.train(task, out, SHARED_DATA, **overrides)
-        summary_file.write_text(json.dumps(summary))
-    return out, json.loads(summary_file.read_text())
+        train, evaluation = read_labelled(train_file, split=train_split), read_labelled(eval_file, split=eval_split)
+        ft.finetune(None, train, out, ft.settings_for(task, **overrides), evaluation, overwrite=True)
+    summary = json.loads(summary_file.read_text())
+    return out, {"accuracy": summary["eval"]["accuracy"]}
 
 
 def android_short(tmp_path: Path, lengths: str) -> Path:
@@ -53,7 +66,7 @@ def android_short(tmp_path: Path, lengths: str) -> Path:
 def check_task(request, tmp_path: Path, task: str, lengths: str, min_fp32: float) -> None:
     model, summary = trained(request, task)
     assert summary["accuracy"] >= min_fp32
-    _, data_file, split = SETUPS[task]
+    _, data_file, split, _, _ = SETUPS[task]
     data = read_labelled(data_file, split=split)
     outcomes = []
     for target, fmt in (("x86-vnni", "onnx"), (android_short(tmp_path, lengths), "tflite")):

@@ -61,7 +61,7 @@ def test_all_recipes_pass_their_shipped_gates(minilm_bundles):
 
 
 def test_manifest_describes_the_real_model(minilm_bundles):
-    manifest = open_bundle(minilm_bundles["all-minilm-l6-v2-x86-onnx-fp32"].bundle).manifest
+    manifest = open_bundle(minilm_bundles["all-minilm-l6-v2-x86-onnx-fp32"].bundle).manifest.to_dict()
     assert manifest["model"]["architecture"] == "bert"
     assert manifest["model"]["task"] == "feature-extraction"
     assert manifest["model"]["parameters"] == 22_713_216

@@ -20,7 +20,7 @@ def test_android_onnx_bundle_carries_an_ort_model_matching_the_onnx_one(tmp_path
     for outcome in outcomes:
         assert outcome.passed, outcome.error
         bundle = open_bundle(outcome.bundle)
-        assert "model.ort" in bundle.manifest["files"]  # checksummed like every other file
+        assert "model.ort" in bundle.manifest.files  # checksummed like every other file
         mobile = ort.InferenceSession(str(bundle.path / "model.ort"), providers=["CPUExecutionProvider"])
         session = BundleSession(bundle)
         for text in sst2_texts[16:24]:

@@ -81,7 +81,8 @@ def test_recipe_gates_override_profile_gates():
             r"onnx.recipe.fp33: this recipe",
         ),
         (
-            'name = "a"\nformats = ["tflite"]\n[tflite]\nrecipes = ["full-int8"]\n[tflite.recipe.full-int8]\nrescue = true\n',
+            'name = "a"\nformats = ["tflite"]\n[tflite]\nrecipes = ["full-int8"]\n'
+            "[tflite.recipe.full-int8]\nrescue = true\n",
             r"tflite.recipe.full-int8.rescue: unknown key",
         ),
     ],

@@ -77,12 +77,20 @@ def test_validate_bench_and_check_over_ssh(sshd, bundle, tmp_path):
             "16,32",
             "--json",
             "bench.json",
+            "--threads",
+            "1,2",
+            "--sustained",
+            "1",
         ],
     )
     assert bench.exit_code == 0, bench.output
     timing = json.loads(Path("bench.json").read_text())
     assert timing["schema"] == "edge-bert/bench/v1" and timing["device"]["kind"] == "ssh"
     assert [row["seq_length"] for row in timing["latency"]] == [16, 32] and "emulated" not in bench.output
+    # part 5: a thread sweep (each count in its own runner process), burst vs sustained, clock and temperature
+    assert [row["threads"] for row in timing["thread_sweep"]] == [1, 2] and timing["best_threads"] in (1, 2)
+    assert timing["sustained"]["runs"] >= 8 and timing["sustained"]["sustained_p50_ms"] > 0
+    assert set(timing["board"]["before"]) >= {"cpu_mhz", "temperature_c"} and "burst p50" in bench.output
 
     check = runner.invoke(app, ["device", "check", sshd.url, "--remote-python", PYTHON, "--json", "-"])
     assert check.exit_code == 0, check.output
@@ -152,3 +160,17 @@ def test_device_addresses_that_could_be_options_are_refused():
     for spec in ("ssh://-oProxyCommand=touch%20x", "ssh://user@-host", "ssh://a b@host", "ssh://host/path"):
         with pytest.raises(DeviceError, match="ssh://"):
             SshTransport(spec)
+
+
+def test_failed_gate_exits_1_and_profile_file_goes_along(sshd, bundle, tmp_path):
+    strict = tmp_path / "strict.toml"
+    text = TINY_PROFILE.read_text().replace(
+        "[onnx.recipe.dynamic-int8]\n", "[onnx.recipe.dynamic-int8]\ngates = { min_cosine = 0.9999999 }\n"
+    )
+    strict.write_text(text)
+    result = runner.invoke(app, ["validate", str(bundle), "--device", sshd.url, "--remote-python", PYTHON,
+                                 "--profile", str(strict)])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.output
+    (report,) = Path("reports").glob(f"{bundle.name}@ssh*.validate.json")
+    assert json.loads(report.read_text())["gates"]["min_cosine"]["threshold"] == 0.9999999

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LABELS, run_cli_without_frameworks, save_tiny_model
+from conftest import LABELS, require_module, run_cli_without_frameworks, save_tiny_model
 
-pytest.importorskip("litert_torch", reason="the tflite extra is not installed")
+require_module("litert_torch", "the tflite extra is not installed")
 
 from edge_bert.backends.litert import LiteRtBackend
 from edge_bert.bundle import open_bundle
@@ -58,7 +58,7 @@ def test_every_recipe_converts_within_its_gate_and_validates(arch, converted):
 @pytest.mark.parametrize("arch", sorted(REGISTRY))
 def test_bundle_has_int32_signatures_and_builtin_ops_only(arch, converted):
     bundle = open_bundle(converted[arch]["dynamic-int8"].bundle)
-    manifest = bundle.manifest
+    manifest = bundle.manifest.to_dict()
     assert manifest["format"] == "tflite" and manifest["model_file"] == "model.tflite"
     assert bundle.seq_lengths == (16, 32, 64) and bundle.max_length == 64
     assert bundle.input_names == list(REGISTRY[arch].inputs)
@@ -136,7 +136,7 @@ def test_flex_and_custom_ops_are_rejected_by_name(converted, tmp_path, custom_co
         check_builtin_ops(doctored)
     # and it is not an academic check: a plain LiteRT interpreter cannot run such a model
     with pytest.raises(BundleError, match="LiteRT cannot load"):
-        LiteRtBackend(doctored)
+        LiteRtBackend(doctored.read_bytes(), where=str(doctored))
 
 
 def test_fp16_overflow_is_caught_by_the_gate_and_not_written(tmp_path, sst2_texts):

@@ -27,9 +27,10 @@ import torch
 from torch import nn
 
 from edge_bert.accuracy import embedding_metrics
+from edge_bert.converters.distill_losses import QueryKeyTap, masked_mse, soft_cross_entropy, soft_kl
 from edge_bert.converters.finetune import classification_summary, fingerprint
 from edge_bert.converters.loading import _sentence_transformers_head
-from edge_bert.converters.student import QueryKeyTap, build_student, check_student, dims
+from edge_bert.converters.student import build_student, check_student, dims, principal_projection
 from edge_bert.converters.tasks import infer_task
 from edge_bert.converters.training_data import (
     Encoded,
@@ -54,7 +55,13 @@ from edge_bert.evaldata import LabelledData, match_labels
 
 RECIPES = ("auto", "distilbert", "tinybert", "embedding")
 #: sentence-transformers files copied from an embedding teacher (pooling and normalisation travel along)
-ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling", "2_Normalize")
+ST_FILES = (
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "1_Pooling",
+    "2_Normalize",
+)
 
 
 @dataclass(frozen=True)
@@ -87,8 +94,10 @@ def resolve_recipe(recipe: str, task: str, config: Any, hidden_size: int | None)
         raise InputError(f"unknown recipe {recipe!r}; recipes: {', '.join(RECIPES)}")
     if task == "feature-extraction":
         if recipe not in ("auto", "embedding"):
-            raise InputError(f"the teacher is an embedding model (feature-extraction): recipe {recipe!r} needs a "
-                             "classifier teacher; use the embedding recipe")  # fmt: skip
+            raise InputError(
+                f"the teacher is an embedding model (feature-extraction): recipe {recipe!r} needs a "
+                "classifier teacher; use the embedding recipe"
+            )
         return "embedding"
     if recipe == "embedding":
         raise InputError("the embedding recipe needs a feature-extraction teacher; this one is a classifier")
@@ -99,25 +108,6 @@ def resolve_recipe(recipe: str, task: str, config: Any, hidden_size: int | None)
 
 def trainable(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
-
-
-def soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher || student) at temperature T, times T^2 (Hinton; DistilBERT's alpha_ce term)."""
-    return nn.functional.kl_div(
-        nn.functional.log_softmax(student / temperature, -1), nn.functional.softmax(teacher / temperature, -1),
-        reduction="batchmean",
-    ) * temperature**2  # fmt: skip
-
-
-def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """TinyBERT's prediction-layer loss: cross-entropy of the student against the teacher's soft labels."""
-    targets = nn.functional.softmax(teacher / temperature, -1)
-    return -(targets * nn.functional.log_softmax(student / temperature, -1)).sum(-1).mean()
-
-
-def masked_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    keep = mask.bool()
-    return nn.functional.mse_loss(student[keep], teacher[keep])
 
 
 @torch.inference_mode()
@@ -165,7 +155,11 @@ def distill(
     teacher.requires_grad_(False)
     tokenizer = load_tokenizer(source, revision, trust_remote_code)
     train = subsample(train, settings.max_train, settings.seed)
-    labels = [str(teacher.config.id2label[i]) for i in range(teacher.config.num_labels)] if task == "text-classification" else None  # fmt: skip
+    labels = (
+        [str(teacher.config.id2label[i]) for i in range(teacher.config.num_labels)]
+        if task == "text-classification"
+        else None
+    )
     data = encode(tokenizer, train, None, settings.max_length)
     if labels and train.labels is not None:
         data.targets = torch.as_tensor(match_labels(train.labels, labels))
@@ -193,8 +187,10 @@ def distill(
         target = torch.stack([cache["logits"][i] for i in batch])
         teacher_hidden = pad([cache["hidden"][i] for i in batch])[0].float()
         keep = mask.bool()
-        terms = {"kd": soft_kl(out_.logits, target, s.temperature),
-                 "cos": 1 - nn.functional.cosine_similarity(out_.hidden_states[-1][keep], teacher_hidden[keep]).mean()}  # fmt: skip
+        terms = {
+            "kd": soft_kl(out_.logits, target, s.temperature),
+            "cos": 1 - nn.functional.cosine_similarity(out_.hidden_states[-1][keep], teacher_hidden[keep]).mean(),
+        }
         if data.targets is not None:
             terms["ce"] = nn.functional.cross_entropy(out_.logits, data.targets[rows])
         terms["loss"] = s.alpha_kd * terms["kd"] + s.alpha_cos * terms["cos"] + s.alpha_ce * terms.get("ce", 0.0)
@@ -205,8 +201,10 @@ def distill(
         hidden = student(input_ids=tokens, attention_mask=mask).last_hidden_state
         pooled = mean_pool(hidden, mask, False)
         target = torch.stack([cache["pooled"][i] for i in batch])
-        terms = {"cos": 1 - nn.functional.cosine_similarity(pooled, target).mean(),
-                 "mse": nn.functional.mse_loss(pooled, target)}  # fmt: skip
+        terms = {
+            "cos": 1 - nn.functional.cosine_similarity(pooled, target).mean(),
+            "mse": nn.functional.mse_loss(pooled, target),
+        }
         terms["loss"] = terms["cos"] + terms["mse"]
         return terms
 
@@ -215,32 +213,54 @@ def distill(
         history.update(_tinybert(teacher, student, mapping, data, cache, s, stage, key, progress))
     else:
         step = distilbert_step if recipe == "distilbert" else embedding_step
-        history["distill"] = train_loop("distill", {"student": student}, groups, step, lengths, loop, stage, key, progress)
+        history["distill"] = train_loop(
+            "distill", {"student": student}, groups, step, lengths, loop, stage, key, progress
+        )
     summary: dict[str, Any] = {
-        "command": "distill", "recipe": recipe, "teacher": source, "layers": settings.layers,
-        "hidden_size": dims(student.config)[1], "layer_map": mapping, "train_rows": len(train),
+        "command": "distill",
+        "recipe": recipe,
+        "teacher": source,
+        "layers": settings.layers,
+        "hidden_size": dims(student.config)[1],
+        "layer_map": mapping,
+        "train_rows": len(train),
         "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
         "student_parameters": sum(p.numel() for p in student.parameters()),
         "settings": asdict(settings),
-        "loss_per_epoch": {name: [{k: round(v, 5) for k, v in h.items()} for h in rows] for name, rows in history.items()},
-    }  # fmt: skip
+        "loss_per_epoch": {
+            name: [{k: round(v, 5) for k, v in h.items()} for h in rows] for name, rows in history.items()
+        },
+    }
     summary.update(_evaluate(teacher, student, tokenizer, train, eval_data, labels, recipe, pooling, normalize, s))
     summary["seconds"] = round(time.time() - start, 1)
-    finish(stage if recipe != "embedding" else _with_st_files(stage, Path(source)), out, student, tokenizer, source,
-           summary)  # fmt: skip
+    finish(
+        stage if recipe != "embedding" else _with_st_files(stage, Path(source)),
+        out,
+        student,
+        tokenizer,
+        source,
+        summary,
+    )
     summary["out"] = str(out)
     return summary
 
 
-def _tinybert(teacher: nn.Module, student: nn.Module, mapping: list[int], data: Encoded, cache: dict[str, list],
-              s: DistillSettings, stage: Path, key: str, progress: Progress | None) -> dict[str, list]:  # fmt: skip
+def _tinybert(
+    teacher: nn.Module,
+    student: nn.Module,
+    mapping: list[int],
+    data: Encoded,
+    cache: dict[str, list],
+    s: DistillSettings,
+    stage: Path,
+    key: str,
+    progress: Progress | None,
+) -> dict[str, list]:
     """Stage 1 (embeddings, attention scores, hidden states through W), then stage 2 (soft labels)."""
     width, teacher_width = dims(student.config)[1], dims(teacher.config)[1]
     projection = nn.Linear(width, teacher_width)
     if width < teacher_width:  # start as the transpose of the embedding projection (student.py)
         with torch.no_grad():
-            from edge_bert.converters.student import principal_projection
-
             projection.weight.copy_(principal_projection(teacher, width))
             projection.bias.zero_()
     student_tap, teacher_tap = QueryKeyTap(student), QueryKeyTap(teacher)
@@ -254,8 +274,9 @@ def _tinybert(teacher: nn.Module, student: nn.Module, mapping: list[int], data: 
         states = student(input_ids=tokens, attention_mask=mask, output_hidden_states=True).hidden_states
         terms = {"emb": masked_mse(projection(states[0]), teacher_states[0], mask)}
         terms["hid"] = sum(masked_mse(projection(states[m]), teacher_states[g], mask) for m, g in enumerate(mapping, 1))
-        terms["att"] = sum(nn.functional.mse_loss(student_tap.scores(m, mask), teacher_scores[g - 1])
-                           for m, g in enumerate(mapping))  # fmt: skip
+        terms["att"] = sum(
+            nn.functional.mse_loss(student_tap.scores(m, mask), teacher_scores[g - 1]) for m, g in enumerate(mapping)
+        )
         terms["loss"] = terms["emb"] + terms["hid"] + terms["att"]
         return terms
 
@@ -267,20 +288,46 @@ def _tinybert(teacher: nn.Module, student: nn.Module, mapping: list[int], data: 
 
     params = [*trainable(student), *projection.parameters()]
     try:
-        first = train_loop("intermediate", {"student": student, "projection": projection},
-                           [{"params": params, "lr": s.lr}], intermediate, lengths,
-                           LoopSettings(s.epochs, s.batch_size, s.seed), stage, key, progress)  # fmt: skip
+        first = train_loop(
+            "intermediate",
+            {"student": student, "projection": projection},
+            [{"params": params, "lr": s.lr}],
+            intermediate,
+            lengths,
+            LoopSettings(s.epochs, s.batch_size, s.seed),
+            stage,
+            key,
+            progress,
+        )
     finally:
         student_tap.close()
         teacher_tap.close()
-    second = train_loop("prediction", {"student": student}, [{"params": trainable(student), "lr": s.lr}],
-                        prediction, lengths, LoopSettings(s.pred_epochs, s.batch_size, s.seed + 1), stage, key, progress)  # fmt: skip
+    second = train_loop(
+        "prediction",
+        {"student": student},
+        [{"params": trainable(student), "lr": s.lr}],
+        prediction,
+        lengths,
+        LoopSettings(s.pred_epochs, s.batch_size, s.seed + 1),
+        stage,
+        key,
+        progress,
+    )
     return {"intermediate": first, "prediction": second}
 
 
-def _evaluate(teacher: nn.Module, student: nn.Module, tokenizer: Any, train: LabelledData,
-              eval_data: LabelledData | None, labels: list[str] | None, recipe: str, pooling: str, normalize: bool,
-              s: DistillSettings) -> dict[str, Any]:  # fmt: skip
+def _evaluate(
+    teacher: nn.Module,
+    student: nn.Module,
+    tokenizer: Any,
+    train: LabelledData,
+    eval_data: LabelledData | None,
+    labels: list[str] | None,
+    recipe: str,
+    pooling: str,
+    normalize: bool,
+    s: DistillSettings,
+) -> dict[str, Any]:
     """Student vs teacher on the evaluation data, and the gate verdict."""
     if recipe == "embedding":
         data = eval_data or subsample(train, 2000, s.seed)
@@ -288,7 +335,14 @@ def _evaluate(teacher: nn.Module, student: nn.Module, tokenizer: Any, train: Lab
         student_emb, teacher_emb = embed(student, ids, normalize), embed(teacher, ids, normalize)
         classes = np.unique(data.labels, return_inverse=True)[1] if data.labels is not None else None
         metrics = embedding_metrics(student_emb.numpy(), teacher_emb.numpy(), classes)
-        keep = ("neighbour_recall", "same_nearest_neighbour", "top_k_overlap", "mean_cosine", "knn_accuracy", "fp32_knn_accuracy")
+        keep = (
+            "neighbour_recall",
+            "same_nearest_neighbour",
+            "top_k_overlap",
+            "mean_cosine",
+            "knn_accuracy",
+            "fp32_knn_accuracy",
+        )
         result = {k.replace("fp32", "teacher"): round(float(metrics[k]), 5) for k in keep if k in metrics}
         value, threshold = result["neighbour_recall"], s.min_neighbour_recall
         gate = {"metric": "neighbour_recall", "threshold": threshold, "value": value, "pass": value >= threshold}
@@ -302,11 +356,24 @@ def _evaluate(teacher: nn.Module, student: nn.Module, tokenizer: Any, train: Lab
     teacher_metrics = classification_summary(teacher_logits, targets)
     pct = 100.0 * student_metrics["accuracy"] / teacher_metrics["accuracy"] if teacher_metrics["accuracy"] else 0.0
     agreement = float((student_logits.argmax(-1) == teacher_logits.argmax(-1)).float().mean())
-    gate = {"metric": "accuracy_pct_of_teacher", "threshold": s.min_pct_of_teacher, "value": round(pct, 2),
-            "pass": pct >= s.min_pct_of_teacher}  # fmt: skip
-    return {"eval": {"source": eval_data.source, "rows": len(eval_data), "student": student_metrics,
-                     "teacher": teacher_metrics, "accuracy_pct_of_teacher": round(pct, 2),
-                     "agreement_with_teacher": round(agreement, 5)}, "gate": gate, "passed": gate["pass"]}  # fmt: skip
+    gate = {
+        "metric": "accuracy_pct_of_teacher",
+        "threshold": s.min_pct_of_teacher,
+        "value": round(pct, 2),
+        "pass": pct >= s.min_pct_of_teacher,
+    }
+    return {
+        "eval": {
+            "source": eval_data.source,
+            "rows": len(eval_data),
+            "student": student_metrics,
+            "teacher": teacher_metrics,
+            "accuracy_pct_of_teacher": round(pct, 2),
+            "agreement_with_teacher": round(agreement, 5),
+        },
+        "gate": gate,
+        "passed": gate["pass"],
+    }
 
 
 def _with_st_files(stage: Path, teacher_dir: Path) -> Path:

@@ -168,17 +168,28 @@ def finetune(
     config = load_config(source, revision, trust_remote_code)
     train = subsample(train, settings.max_train, settings.seed)
     labels = label_names(train, eval_data)
-    names = list(settings.label_names) if settings.label_names and labels == [str(i) for i in range(len(settings.label_names))] else labels  # fmt: skip
+    names = (
+        list(settings.label_names)
+        if settings.label_names and labels == [str(i) for i in range(len(settings.label_names))]
+        else labels
+    )
     layers = getattr(config, "num_hidden_layers", None)
     if settings.frozen_layers and (config.model_type != "bert" or settings.frozen_layers > layers):
-        raise InputError(f"--frozen-layers {settings.frozen_layers}: needs a BERT-type base with at least that many "
-                         f"layers ({source} is {config.model_type} with {layers})")  # fmt: skip
+        raise InputError(
+            f"--frozen-layers {settings.frozen_layers}: needs a BERT-type base with at least that many "
+            f"layers ({source} is {config.model_type} with {layers})"
+        )
     stage = staging_dir(out, overwrite)
     seed_everything(settings.seed, settings.threads)
     model = load_pretrained(
-        "AutoModelForSequenceClassification", source, revision, trust_remote_code,
-        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}, ignore_mismatched_sizes=True,
-    )  # fmt: skip
+        "AutoModelForSequenceClassification",
+        source,
+        revision,
+        trust_remote_code,
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        ignore_mismatched_sizes=True,
+    )
     tokenizer = load_tokenizer(source, revision, trust_remote_code)
     data = encode(tokenizer, train, labels, settings.max_length)
     frozen = settings.frozen_layers
@@ -194,16 +205,32 @@ def finetune(
 
     loop = LoopSettings(settings.epochs, settings.batch_size, settings.seed)
     key = fingerprint(asdict(settings), source, names, train.texts, train.labels)
-    history = train_loop("finetune", {"model": model}, param_groups(model, frozen, settings.lr, settings.head_lr),
-                         step, [len(x) for x in inputs], loop, stage, key, progress)  # fmt: skip
+    history = train_loop(
+        "finetune",
+        {"model": model},
+        param_groups(model, frozen, settings.lr, settings.head_lr),
+        step,
+        [len(x) for x in inputs],
+        loop,
+        stage,
+        key,
+        progress,
+    )
     summary: dict[str, Any] = {
-        "command": "finetune", "base": source, "train_rows": len(train), "labels": len(names),
-        "settings": asdict(settings), "train_loss_per_epoch": [round(h["loss"], 5) for h in history],
-    }  # fmt: skip
+        "command": "finetune",
+        "base": source,
+        "train_rows": len(train),
+        "labels": len(names),
+        "settings": asdict(settings),
+        "train_loss_per_epoch": [round(h["loss"], 5) for h in history],
+    }
     if eval_data is not None and eval_data.labels is not None:
         evaluated = encode(tokenizer, eval_data, labels, settings.max_length)
-        summary["eval"] = {"source": eval_data.source, "rows": len(eval_data),
-                           **classification_summary(predict_logits(model, evaluated.ids), evaluated.targets)}  # fmt: skip
+        summary["eval"] = {
+            "source": eval_data.source,
+            "rows": len(eval_data),
+            **classification_summary(predict_logits(model, evaluated.ids), evaluated.targets),
+        }
     summary["seconds"] = round(time.time() - start, 1)
     finish(stage, out, model, tokenizer, source, summary)
     summary["out"] = str(out)

@@ -59,6 +59,8 @@ def load_model(
     local = Path(source)
     if source.startswith((".", "/", "~")) and not local.expanduser().exists():
         raise InputError(f"model directory not found: {source}")
+    if revision is not None and local.expanduser().is_dir():
+        raise InputError(f"--revision {revision} names a hub revision, but {source} is a local directory")
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
     try:
         config = transformers.AutoConfig.from_pretrained(source, **kwargs)

@@ -26,8 +26,10 @@ from torch import nn
 from edge_bert.errors import InputError
 
 #: teacher architectures the recipes know how to take apart (registry model_type -> config field names)
-LAYER_FIELDS = {"bert": ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size"),
-                "distilbert": ("n_layers", "dim", "n_heads", "hidden_dim")}  # fmt: skip
+LAYER_FIELDS = {
+    "bert": ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size"),
+    "distilbert": ("n_layers", "dim", "n_heads", "hidden_dim"),
+}
 _LAYER_KEY = re.compile(r"\.layer\.(\d+)\.")
 
 
@@ -43,17 +45,23 @@ def check_student(config: Any, layers: int, hidden_size: int | None, recipe: str
     """One clear error for a student the teacher cannot give (the CLI turns it into exit 2)."""
     teacher_layers, teacher_hidden, heads = dims(config)
     if not 1 <= layers <= teacher_layers:
-        raise InputError(f"--layers {layers}: the student needs 1..{teacher_layers} layers (the teacher has {teacher_layers})")
+        raise InputError(
+            f"--layers {layers}: the student needs 1..{teacher_layers} layers (the teacher has {teacher_layers})"
+        )
     if hidden_size is None or hidden_size == teacher_hidden:
         return
     if recipe != "tinybert":
-        raise InputError(f"--hidden-size {hidden_size}: only the TinyBERT recipe (classification teachers) changes "
-                         f"the width; the {recipe} recipe keeps the teacher's {teacher_hidden}")  # fmt: skip
+        raise InputError(
+            f"--hidden-size {hidden_size}: only the TinyBERT recipe (classification teachers) changes "
+            f"the width; the {recipe} recipe keeps the teacher's {teacher_hidden}"
+        )
     if config.model_type != "bert":
         raise InputError(f"the TinyBERT recipe needs a BERT-type teacher, not {config.model_type!r}")
     if not 0 < hidden_size < teacher_hidden or hidden_size % heads:
-        raise InputError(f"--hidden-size {hidden_size}: must be below the teacher's {teacher_hidden} and a multiple "
-                         f"of its {heads} attention heads (TinyBERT keeps the head count)")  # fmt: skip
+        raise InputError(
+            f"--hidden-size {hidden_size}: must be below the teacher's {teacher_hidden} and a multiple "
+            f"of its {heads} attention heads (TinyBERT keeps the head count)"
+        )
 
 
 def distilbert_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
@@ -73,7 +81,7 @@ def student_config(config: Any, layers: int, hidden_size: int | None) -> Any:
     if hidden_size is not None and hidden_size != getattr(config, hidden_field):
         ratio = getattr(config, ffn_field) / getattr(config, hidden_field)
         setattr(student, hidden_field, hidden_size)
-        setattr(student, ffn_field, int(round(ratio * hidden_size)))
+        setattr(student, ffn_field, round(ratio * hidden_size))
     return student
 
 
@@ -118,37 +126,3 @@ def build_student(teacher: nn.Module, layers: int, hidden_size: int | None, reci
     mapping = distilbert_layer_map(teacher_layers, layers)
     copy_layers(teacher, student, mapping)
     return student, mapping
-
-
-class QueryKeyTap:
-    """Forward hooks on each BERT layer's query and key projections: the pre-softmax attention scores
-    Q K^T / sqrt(d) that TinyBERT distils, without a second attention implementation."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.layers = list(model.base_model.encoder.layer)
-        self.outputs: dict[tuple[int, str], torch.Tensor] = {}
-        self.handles = []
-        for index, layer in enumerate(self.layers):
-            for kind in ("query", "key"):
-                hook = self._hook(index, kind)
-                self.handles.append(getattr(layer.attention.self, kind).register_forward_hook(hook))
-
-    def _hook(self, index: int, kind: str):
-        def store(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-            self.outputs[(index, kind)] = output
-
-        return store
-
-    def scores(self, index: int, mask: torch.Tensor) -> torch.Tensor:
-        """[batch, heads, length, length] raw scores of layer ``index``; padded rows/columns zeroed
-        (TinyBERT zeroes the masked positions so that they do not count)."""
-        attn = self.layers[index].attention.self
-        batch, length, _ = self.outputs[(index, "query")].shape
-        q, k = (self.outputs[(index, kind)].view(batch, length, attn.num_attention_heads, -1).transpose(1, 2)
-                for kind in ("query", "key"))  # fmt: skip
-        keep = (mask[:, None, :, None] * mask[:, None, None, :]).to(q.dtype)
-        return (q @ k.transpose(-1, -2)) * attn.scaling * keep
-
-    def close(self) -> None:
-        for handle in self.handles:
-            handle.remove()

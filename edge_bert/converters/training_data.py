@@ -47,7 +47,9 @@ def label_names(train: LabelledData, eval_data: LabelledData | None = None) -> l
     A label that only the evaluation data has is an error naming it: the model could never predict it.
     """
     if train.labels is None:
-        raise InputError(f"{train.source.get('name', 'the training data')}: has no label column; name it with --label-column")
+        raise InputError(
+            f"{train.source.get('name', 'the training data')}: has no label column; name it with --label-column"
+        )
     names = set(train.labels)
     ordered = sorted(names, key=int) if all(n.lstrip("-").isdigit() for n in names) else sorted(names)
     if eval_data is not None and eval_data.labels is not None:
@@ -129,8 +131,9 @@ def load_config(source: str, revision: str | None = None, trust_remote_code: boo
     return config
 
 
-def load_pretrained(auto_class: str, source: str, revision: str | None = None, trust_remote_code: bool = False,
-                    **kwargs: Any) -> nn.Module:  # fmt: skip
+def load_pretrained(
+    auto_class: str, source: str, revision: str | None = None, trust_remote_code: bool = False, **kwargs: Any
+) -> nn.Module:
     """``from_pretrained`` from safetensors only (never unpickles a .bin checkpoint)."""
     try:
         return getattr(transformers, auto_class).from_pretrained(
@@ -144,7 +147,9 @@ def load_pretrained(auto_class: str, source: str, revision: str | None = None, t
 
 
 def load_tokenizer(source: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
-    tokenizer = transformers.AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        source, revision=revision, trust_remote_code=trust_remote_code
+    )
     if getattr(tokenizer, "backend_tokenizer", None) is None:
         raise ConversionError(f"{source!r} has no fast tokenizer (tokenizer.json); the bundles need one")
     return tokenizer
@@ -175,8 +180,9 @@ def embed(model: nn.Module, ids: list[torch.Tensor], normalize: bool, batch_size
     out = torch.empty(len(ids), model.config.hidden_size)
     for batch in length_batches([len(x) for x in ids], batch_size, None):
         tokens, mask = pad([ids[i] for i in batch])
-        out[torch.as_tensor(batch)] = mean_pool(model(input_ids=tokens, attention_mask=mask).last_hidden_state, mask,
-                                                normalize).float()  # fmt: skip
+        out[torch.as_tensor(batch)] = mean_pool(
+            model(input_ids=tokens, attention_mask=mask).last_hidden_state, mask, normalize
+        ).float()
     return out
 
 

@@ -38,7 +38,9 @@ class LoopSettings:
     log_every: int = 10
 
 
-def linear_schedule(optimizer: torch.optim.Optimizer, total: int, warmup_fraction: float) -> torch.optim.lr_scheduler.LambdaLR:
+def linear_schedule(
+    optimizer: torch.optim.Optimizer, total: int, warmup_fraction: float
+) -> torch.optim.lr_scheduler.LambdaLR:
     warmup = max(1, int(warmup_fraction * total))
 
     def factor(step: int) -> float:
@@ -98,8 +100,15 @@ def train_loop(
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value
             rate = seen / max(time.time() - start, 1e-9)
-            info = {"stage": name, "epoch": epoch + 1, "epochs": settings.epochs, "step": step, "total": total,
-                    "examples_per_s": round(rate, 1), **{k: round(v, 5) for k, v in values.items()}}  # fmt: skip
+            info = {
+                "stage": name,
+                "epoch": epoch + 1,
+                "epochs": settings.epochs,
+                "step": step,
+                "total": total,
+                "examples_per_s": round(rate, 1),
+                **{k: round(v, 5) for k, v in values.items()},
+            }
             if progress is not None:
                 progress(info)
             if step % settings.log_every == 0 or step == total:

@@ -91,6 +91,7 @@ def bench_on_device(device: str, remote_python: str = "python3", texts: Path | N
         seq_lengths: tuple[int, ...] | None = None,
         runs: int | None = None,
         warmup: int | None = None,
+        sustained: float | None = None,
         **_ignored: Any,
     ) -> dict[str, Any]:
         return bench_on(
@@ -102,6 +103,7 @@ def bench_on_device(device: str, remote_python: str = "python3", texts: Path | N
             runs=runs,
             warmup=warmup,
             texts=texts,
+            sustained=sustained,
         )
 
     return run

@@ -81,16 +81,17 @@ MODELS = {
         1,
         _A76_FEATURES,
     ),
-    # a phone big core: Armv8.2 with dot products (Cortex-A76 class, as in Snapdragon 855-8 Gen 1 big cores)
+    # a phone big core (Armv9, Cortex-X2 class): dot products, i8mm, bf16 and 128-bit SVE2. qemu's "max" CPU
+    # with SME off (SME made int8 results garbage under qemu 7.2) and SVE at a phone's 128-bit vector length
     "android-arm64": EmuModel(
         "android-arm64",
-        "Android arm64 phone big core (Cortex-A76 class, sdot/udot)",
-        "cortex-a76",
+        "Android arm64 phone big core (Armv9, Cortex-X2 class: sdot/udot, i8mm, SVE2)",
+        "max,sme=off,sve-default-vector-length=16",
         "Android arm64 phone (big core)",
-        "0xd0b",
-        "0x4",
-        1,
-        _A76_FEATURES,
+        "0xd48",
+        "0x2",
+        0,
+        _A76_FEATURES + " sve asimdfhm sve2 i8mm bf16",
     ),
 }
 

@@ -71,7 +71,9 @@ class SshTransport(Transport):
     kind = "ssh"
 
     def __init__(self, spec: str, python: str = "python3") -> None:
-        super().__init__(spec, python)
+        # commands start in the home directory on the device and every word is quoted (no ~ expansion there),
+        # so "~/venv/bin/python" is passed as the equivalent relative path
+        super().__init__(spec, python[2:] if python.startswith("~/") else python)
         self.user, self.host, self.port = parse_ssh(spec)
 
     def ssh_argv(self) -> list[str]:
