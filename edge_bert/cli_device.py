@@ -14,20 +14,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from edge_bert.cli_common import fail as _fail
 from edge_bert.devices import DeviceError, open_device
 from edge_bert.devices.base import INSTALL_HINT
 from edge_bert.errors import EdgeBertError
-from edge_bert.report import console, machine_line, print_error
+from edge_bert.report import console, machine_line
 
 device_app = typer.Typer(no_args_is_help=True, help="Devices: prepare an emulated board, check what a device has.")
 DeviceArg = Annotated[str, typer.Argument(help="local | ssh://user@host[:port] | emu:rpi4|rpi5|android-arm64")]
 RemotePythonOpt = Annotated[str, typer.Option(help="The Python on the device that has (or should have) edge-bert.")]
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    """Exit 2 with one line on stderr, as every command does for unusable input or an unusable device."""
-    print_error(str(exc))
-    return typer.Exit(2)
 
 
 @device_app.command("setup")
@@ -169,7 +164,7 @@ def auto_convert(device: str, remote_python: str, keep_candidates: bool) -> Call
     aside, lets the device pick one (converters/auto_recipe.py) and writes only that bundle to OUT."""
 
     def run(model: Optional[str], target: str, out: Path, **options: Any) -> list:
-        from edge_bert.cli import _convert
+        from edge_bert.cli_common import convert_and_show as _convert
         from edge_bert.converters import auto_recipe
 
         try:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from edge_bert.cli_common import fail as _fail
 from edge_bert.errors import EdgeBertError
 from edge_bert.report import console
 
@@ -35,11 +35,6 @@ MaxTrainOpt = Annotated[Optional[int], typer.Option(help="Random subsample of th
 BatchOpt = Annotated[Optional[int], typer.Option(help="Batch size.")]
 MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Token limit while training.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace OUT if it exists.")]
-
-
-def _fail(exc: EdgeBertError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-    return typer.Exit(2)
 
 
 def _read(location: Optional[str], split: Optional[str], text_column: Optional[str], label_column: Optional[str]):

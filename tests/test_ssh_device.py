@@ -174,3 +174,36 @@ def test_failed_gate_exits_1_and_profile_file_goes_along(sshd, bundle, tmp_path)
     assert "FAIL" in result.output
     (report,) = Path("reports").glob(f"{bundle.name}@ssh*.validate.json")
     assert json.loads(report.read_text())["gates"]["min_cosine"]["threshold"] == 0.9999999
+
+
+def test_dropped_connection_is_one_clear_line(sshd, bundle, tmp_path):
+    """The device's side of the connection dies mid-command (its sshd session is killed)."""
+    dies = tmp_path / "python-that-drops-the-link"
+    dies.write_text("#!/bin/sh\nkill -9 $PPID\nsleep 5\n")
+    dies.chmod(0o755)
+    result = runner.invoke(app, ["validate", str(bundle), "--device", sshd.url, "--remote-python", str(dies)])
+    assert result.exit_code == 2, result.output
+    assert sshd.url in result.output and "connection dropped" in result.output and "Traceback" not in result.output
+
+
+def test_full_disk_on_the_device(bundle, tmp_path_factory, monkeypatch):
+    """The device's bundle directory on a 64 KiB tmpfs: the copy fails with one line, nothing half-written."""
+    import subprocess
+
+    server = start_sshd(tmp_path_factory.mktemp("sshd-full"))
+    server.device_dir.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(server.device_dir)], check=False)
+    try:
+        if mounted.returncode != 0:
+            pytest.skip("cannot mount a small tmpfs here (needs root)")
+        monkeypatch.setenv("EDGE_BERT_SSH_CONFIG", str(server.config))
+        result = runner.invoke(app, ["validate", str(bundle), "--device", server.url, "--remote-python", PYTHON])
+        assert result.exit_code == 2, result.output
+        assert server.url in result.output and "No space left on device" in result.output
+        assert "free some disk there" in result.output
+        assert not list(server.device_dir.glob("bundles/*/model.onnx"))
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+        if mounted.returncode == 0:
+            subprocess.run(["umount", str(server.device_dir)], check=False)

@@ -101,7 +101,24 @@ def parse_result(stdout: str) -> dict[str, Any] | None:
         value = json.loads(stdout[start:])
     except json.JSONDecodeError:
         return None
-    return value if isinstance(value, dict) and "schema" in value else None
+    if not isinstance(value, dict) or not isinstance(value.get("schema"), str):
+        return None
+    # a device is untrusted too: a document without what the tables and gates read is no result
+    needed = _RESULT_KEYS.get(value["schema"])
+    if needed is None or not all(isinstance(value.get(key), kind) for key, kind in needed.items()):
+        return None
+    return value
+
+
+#: what the host reads of each result kind (the runner always writes these)
+_RESULT_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "edge-bert/validate/v1": {
+        "bundle": str, "passed": bool, "gates": dict, "checks": dict, "parity": dict, "machine": dict, "runtime": dict,
+    },
+    "edge-bert/bench/v1": {
+        "bundle": str, "latency": list, "settings": dict, "machine": dict, "runtime": dict, "memory_mib": dict,
+    },
+}
 
 
 def _missing_module(text: str) -> str | None:

@@ -40,6 +40,7 @@ _PROBLEMS = (
     ("Could not resolve hostname", "unknown host name: check the address"),
     ("timed out", "no answer: the device is off, asleep or unreachable from here"),
     ("No route to host", "no route to host: check the network"),
+    ("closed by remote host", "the connection dropped: check the network and run the command again"),
     ("Connection closed", "the connection dropped: check the network and run the command again"),
     ("Connection reset", "the connection dropped: check the network and run the command again"),
     ("Broken pipe", "the connection dropped: check the network and run the command again"),
