@@ -157,9 +157,8 @@ def embedding_metrics(
         result["knn_accuracy"] = knn_accuracy(near, labels)
     if fp32_embeddings is None:
         return result
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    ref = fp32_embeddings / np.maximum(np.linalg.norm(fp32_embeddings, axis=1, keepdims=True), 1e-12)
-    cosine = np.sum(unit * ref, axis=1)
+    norms = np.linalg.norm(embeddings, axis=1) * np.linalg.norm(fp32_embeddings, axis=1)
+    cosine = np.einsum("ij,ij->i", embeddings, fp32_embeddings) / np.maximum(norms, 1e-12)  # no n x d copies
     fp32_near = neighbours(fp32_embeddings)
     overlap = [len(set(a) & set(b)) / near.shape[1] for a, b in zip(near, fp32_near, strict=True)]
     result.update(

@@ -12,10 +12,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def relative_errors(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Per-sample ||y - ref|| / max(||ref||, median ||ref|| of the set) (see ``parity``)."""
-    out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
-    ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
-    ref_norm = np.linalg.norm(ref, axis=1)
-    return np.linalg.norm(out - ref, axis=1) / np.maximum(ref_norm, max(float(np.median(ref_norm)), 1e-12))
+    out = np.asarray(outputs).reshape(len(outputs), -1)
+    ref = np.asarray(reference).reshape(len(reference), -1)
+    ref_norm, diff_norm = np.empty(len(ref)), np.empty(len(ref))
+    for start in range(0, len(ref), 4096):  # in float64, a block at a time: 100k embeddings stay ~MBs extra
+        block = slice(start, start + 4096)
+        r = ref[block].astype(np.float64)
+        ref_norm[block] = np.linalg.norm(r, axis=1)
+        diff_norm[block] = np.linalg.norm(out[block].astype(np.float64) - r, axis=1)
+    return diff_norm / np.maximum(ref_norm, max(float(np.median(ref_norm)), 1e-12))
 
 
 #: fp32 top-1 probability lead over the runner-up below which a golden text is a near-tie (Gates.top1_margin)

@@ -143,14 +143,18 @@ def evaluate_data(session: BundleSession, data: LabelledData, progress: Progress
                 texts = [texts[i] for i in keep]
                 raw_labels = [raw_labels[i] for i in keep] if raw_labels is not None else None
             fp32 = reference["output"][[rows[i] for i in keep]]
-    outputs, truncated = [], 0
-    for done, text in enumerate(texts, 1):
+    out: np.ndarray | None = None  # filled in place: a list of 100k rows, stacked, held three copies at once
+    truncated = 0
+    for row, text in enumerate(texts):
         result, encoded = session.run_text(text)
-        outputs.append(result[bundle.primary_output][0])
+        value = np.asarray(result[bundle.primary_output][0], np.float32)
+        if out is None:
+            out = np.empty((len(texts), *value.shape), np.float32)
+        out[row] = value
         truncated += encoded.truncated
-        if progress is not None and (done % 100 == 0 or done == len(texts)):
-            progress(done, len(texts))
-    out = np.stack(outputs).astype(np.float32)
+        if progress is not None and ((row + 1) % 100 == 0 or row + 1 == len(texts)):
+            progress(row + 1, len(texts))
+    assert out is not None  # read_labelled never returns an empty set
     if fp32 is not None and fp32.shape[1:] != out.shape[1:]:
         raise BundleError(f"{bundle.path}: the fp32 reference has {fp32.shape[1:]} outputs per text, the model "
                           f"{out.shape[1:]}; the bundle's files do not belong together")  # fmt: skip
