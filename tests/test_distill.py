@@ -135,6 +135,14 @@ def test_tinybert_recipe_terms_decrease(teacher: Path, data_files, tmp_path: Pat
     assert transformers.AutoConfig.from_pretrained(out).hidden_size == 16
 
 
+def test_unlabelled_texts_distil_with_soft_targets_alone(teacher: Path, tmp_path: Path) -> None:
+    texts = LabelledData([t for t, _ in sst2_dev(limit=96)], None, {"name": "texts"})
+    summary = distill(str(teacher), texts, tmp_path / "s", DistillSettings(layers=1, epochs=2, lr=5e-4))
+    terms = summary["loss_per_epoch"]["distill"]
+    assert "ce" not in terms[0] and terms[-1]["kd"] < terms[0]["kd"]
+    assert summary["gate"] is None and summary["passed"]
+
+
 def test_resume_after_interruption_gives_the_same_model(teacher: Path, data_files, tmp_path: Path) -> None:
     """Kill the run after epoch 1 (a progress callback raises); rerunning resumes and matches a clean run."""
     train = read_labelled(data_files[0])
@@ -264,6 +272,15 @@ def test_impossible_students_are_one_clear_error(teacher: Path, data_files, tmp_
     assert not (tmp_path / "s").exists() and not (tmp_path / ("s" + STAGING_SUFFIX)).exists()
 
 
+def test_eval_label_the_teacher_lacks_is_named(teacher: Path, data_files, tmp_path: Path) -> None:
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("sentence\tlabel\na fine film\tpositive\nso so\tmixed\n")
+    args = ["distill", str(teacher), "--data", str(data_files[0]), "--eval-data", str(dev), "--layers", "2"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "'mixed' (1 rows)" in result.output, result.output
+    assert not (tmp_path / "s").exists() and not (tmp_path / ("s" + STAGING_SUFFIX)).exists()
+
+
 def test_failed_gate_exits_1_but_writes_the_student(teacher: Path, data_files, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
@@ -328,7 +345,7 @@ def test_run_distill_prints_teacher_and_student_side_by_side(teacher: Path, data
     assert "teacher" in table and "student" in table and "% of teacher" in table and "p50 @128 ms" in table
     assert result.exit_code in (0, 1), result.output  # 1 only if the (untrained) student misses the 95 % gate
     names = sorted(p.name for p in (tmp_path / "bundles").iterdir())
-    assert any("student-l2" in n for n in names) and any("teacher-lfull" in n for n in names), names
+    assert any(n.startswith("teacher-l2-") for n in names) and any(n.startswith("teacher-tiny") for n in names), names
     assert (tmp_path / "models" / "teacher-l2" / "model.safetensors").is_file()
     result = CliRunner().invoke(app, ["run", str(teacher), "--distill", "2"])
     assert result.exit_code == 2 and "--distill needs --data" in result.output

@@ -207,3 +207,18 @@ def test_full_disk_on_the_device(bundle, tmp_path_factory, monkeypatch):
         server.process.wait(timeout=10)
         if mounted.returncode == 0:
             subprocess.run(["umount", str(server.device_dir)], check=False)
+
+
+def test_validate_with_labelled_data_over_ssh(sshd, bundle, tmp_path):
+    """--data is a local file: it is copied to the device and the accuracy figures come back with the result."""
+    from conftest import LABELS, sst2_dev
+
+    data = tmp_path / "labelled.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{t}\t{LABELS[2 * y]}\n" for t, y in sst2_dev(limit=30)))
+    local = runner.invoke(app, ["validate", str(bundle), "--data", str(data), "--json", "-"])
+    remote = runner.invoke(app, ["validate", str(bundle), "--data", str(data), "--json", "-", "--device", sshd.url,
+                                 "--remote-python", PYTHON])  # fmt: skip
+    assert remote.exit_code == local.exit_code, remote.output
+    local_accuracy, remote_accuracy = json.loads(local.stdout)["accuracy"], json.loads(remote.stdout)["accuracy"]
+    assert remote_accuracy["rows"] == 30 and remote_accuracy["metrics"]["rows"] == 30
+    assert remote_accuracy["metrics"] == local_accuracy["metrics"]  # same runtime: the same figures, row by row

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +70,13 @@ class DistillSettings:
     hidden_size: int | None = None
     recipe: str = "auto"  # distilbert when the width is kept, tinybert when it shrinks; embedding teachers: embedding
     epochs: int = 3  # distilbert / embedding; tinybert: intermediate-layer stage
-    pred_epochs: int = 3  # tinybert prediction-layer stage
-    lr: float = 1e-4
-    temperature: float = 2.0
+    # tinybert prediction-layer stage. Measured on CLINC150 (4 layers, width 192): 3 epochs at T=2 kept 59 %
+    # of the teacher, 10 epochs at T=1 (the TinyBERT reference code's temperature) 96.8 %.
+    pred_epochs: int = 10
+    # None = per recipe, the values measured on CLINC150: lr 1e-4 and T=2 where the layers are copied from the
+    # teacher (distilbert, embedding); lr 5e-4 and T=1 (the TinyBERT reference code's) for random tinybert layers
+    lr: float | None = None
+    temperature: float | None = None
     alpha_kd: float = 1.0
     alpha_ce: float = 1.0
     alpha_cos: float = 1.0
@@ -148,7 +152,8 @@ def distill(
     task = infer_task(getattr(config, "architectures", None))
     recipe = resolve_recipe(settings.recipe, task, config, settings.hidden_size)
     check_student(config, settings.layers, settings.hidden_size, recipe)
-    stage = staging_dir(out, overwrite)
+    if out.exists() and not overwrite:
+        staging_dir(out, overwrite)  # the one clear error, before anything loads
     seed_everything(settings.seed, settings.threads)
     auto = "AutoModelForSequenceClassification" if task == "text-classification" else "AutoModel"
     teacher = load_pretrained(auto, source, revision, trust_remote_code).eval()
@@ -168,6 +173,10 @@ def distill(
     pooling, normalize = _sentence_transformers_head(Path(source))
     if recipe == "embedding" and pooling == "cls":
         raise InputError("embedding distillation supports mean-pooling teachers only (this one pools [CLS])")
+    tiny = recipe == "tinybert"
+    defaults = {"lr": 5e-4 if tiny else 1e-4, "temperature": 1.0 if tiny else 2.0}
+    settings = replace(settings, **{k: v for k, v in defaults.items() if getattr(settings, k) is None})
+    stage = staging_dir(out, overwrite)
     cache = teacher_cache(teacher, data.ids, recipe, normalize)
     student, mapping = build_student(teacher, settings.layers, settings.hidden_size, recipe)
     key = fingerprint(asdict(settings), recipe, source, train.texts, train.labels)

@@ -23,7 +23,6 @@ from transformers.masking_utils import create_bidirectional_mask
 
 from edge_bert.accuracy import macro_f1
 from edge_bert.converters.training_data import (
-    Encoded,
     encode,
     finish,
     label_names,
@@ -236,5 +235,3 @@ def finetune(
     summary["out"] = str(out)
     return summary
 
-
-__all__ = ["PRESETS", "Encoded", "FinetuneSettings", "finetune", "settings_for"]
