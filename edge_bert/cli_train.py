@@ -301,7 +301,8 @@ def run_distill(
         raise _fail(exc) from exc
     if not rows:
         raise typer.Exit(1)
-    teacher_fp32 = (summary.get("eval") or {}).get("teacher", {}).get("accuracy")
+    evaluated = summary.get("eval") or {}
+    teacher_fp32 = evaluated.get("teacher", {}).get("accuracy") or evaluated.get("teacher_knn_accuracy")
     lengths = [row["seq_length"] for row in rows[0][3]["latency"]]
     table = Table(
         title=f"edge-bert run --distill {layers}: teacher and student ({summary['recipe']} recipe)",

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from edge_bert.backends import backend_class
 from edge_bert.bundle import Bundle
@@ -56,7 +56,7 @@ class TextEncoder:
             type_ids = type_ids[: limit - 1] + type_ids[-1:]
         return Encoded(np.asarray(ids, np.int64), np.asarray(type_ids, np.int64), len(encoding.ids))
 
-    def _encode_prefix(self, text: str, limit: int):  # -> tokenizers.Encoding
+    def _encode_prefix(self, text: str, limit: int) -> Encoding:
         """Encode only as much of ``text`` as ``limit`` tokens can need: a prefix cut at whitespace, grown
         until it yields more tokens than the limit. Words before the cut tokenize exactly as in the whole
         text (BERT pre-tokenizes on whitespace), so the truncated ids are identical; the reported original

@@ -56,13 +56,14 @@ def validate(
         result = session.run_ids(ids[:length], type_ids[:length])
         outputs.append(result[bundle.primary_output][0])
     elapsed = time.perf_counter() - start
-    if np.stack(outputs).reshape(len(outputs), -1).shape != golden["output"].reshape(len(outputs), -1).shape:
+    stacked = np.stack(outputs)
+    if stacked.reshape(len(stacked), -1).shape != golden["output"].reshape(len(stacked), -1).shape:
         raise BundleError(
             f"{bundle.path}: the model's {bundle.primary_output!r} has shape {outputs[0].shape}, the golden "
             f"outputs {golden['output'].shape[1:]}; the bundle's files do not belong together"
         )
 
-    metrics = task.parity(np.stack(outputs), golden["output"], gates)
+    metrics = task.parity(stacked, golden["output"], gates)
     evaluation = None
     if data is not None:
         evaluation = evaluate_data(session, data, progress)
@@ -71,8 +72,7 @@ def validate(
         source = stored.source.get("name") or stored.source.get("id")
         note = f"the bundle holds fp32 outputs for {stored.rows} texts of {source}; pass --data to check accuracy"
         evaluation = {"notes": [note]}
-    accuracy = (evaluation or {}).get("metrics") if data is not None else None
-    verdicts = task.gate(metrics, accuracy, gates)
+    verdicts = task.gate(metrics, evaluation["metrics"] if data is not None else None, gates)
     notes = _gate_notes(metrics, verdicts)
     if evaluation is not None:
         evaluation.setdefault("notes", []).extend(notes)
@@ -85,7 +85,7 @@ def validate(
             "tokenizer": tokenizer_check,
         },
         "parity": {"output": bundle.primary_output, "reference": "pytorch fp32", **metrics},
-        "predictions": golden_predictions(bundle.task, np.stack(outputs), golden["output"]),
+        "predictions": golden_predictions(bundle.task, stacked, golden["output"]),
         "accuracy": evaluation,
         "gates": verdicts,
         "seconds": elapsed,

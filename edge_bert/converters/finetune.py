@@ -234,4 +234,3 @@ def finetune(
     finish(stage, out, model, tokenizer, source, summary)
     summary["out"] = str(out)
     return summary
-
