@@ -9,7 +9,6 @@ no shell string is built from user input. Bundles are copied with checksums (rec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,6 +16,7 @@ import shlex
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edge_bert.bundle import sha256_file
 from edge_bert.devices.base import Completed, DeviceError, Transport, run_local
 
 _RECEIVER = (Path(__file__).with_name("receiver.py")).read_text(encoding="utf-8")
@@ -121,7 +121,7 @@ class SshTransport(Transport):
         there = self._receiver("hashes", rel)
         if not there.get("edge_bert"):
             raise DeviceError(f"{self.id}: {self.explain_failure(Completed(1, '', 'No module named edge_bert'))}")
-        wanted = {name: _sha256(path) for name, path in local.items()}
+        wanted = {name: sha256_file(path) for name, path in local.items()}
         send = [name for name, digest in wanted.items() if there["files"].get(name) != digest]
         if send:
             header = [{"name": n, "size": local[n].stat().st_size, "sha256": wanted[n]} for n in send]
@@ -134,19 +134,12 @@ class SshTransport(Transport):
         listed = json.loads(manifest.read_text(encoding="utf-8")).get("files", {})
         files = {name: Path(bundle) / name for name in listed}
         files["manifest.json"] = manifest  # last: a half-copied bundle never has a matching manifest
-        key = _sha256(manifest)[:12]
+        key = sha256_file(manifest)[:12]
         remote, self.last_sent = self.sync(f"bundles/{Path(bundle).resolve().name}-{key}", files)
         return remote
 
     def put_file(self, path: Path) -> str:
-        rel = f"files/{_sha256(path)[:12]}"
+        rel = f"files/{sha256_file(path)[:12]}"
         remote, self.last_sent = self.sync(rel, {path.name: path})
         return f"{remote}/{path.name}"
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
