@@ -9,6 +9,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from edge_bert import cli_device, cli_run, cli_train
 from edge_bert.cli_common import (
     DeviceOpt,
     JsonOpt,
@@ -108,7 +109,8 @@ def convert(
     """Export and quantize MODEL for a target; writes one verified bundle per recipe.
     --recipe auto: converts every recipe of the profile, validates and benches each on --device and
     keeps the fastest that passes."""
-    outcomes = (convert_and_show if recipe != ["auto"] else auto_convert(device, remote_python, keep_candidates))(
+    auto = recipe == ["auto"]
+    outcomes = (cli_device.auto_convert(device, remote_python, keep_candidates) if auto else convert_and_show)(
         model,
         target,
         out,
@@ -277,16 +279,9 @@ def _eval_line(info) -> str:  # manifest.EvalInfo | None
     return f"fp32 outputs for {info.rows} texts of {source}" + (f" (fp32 {fp32})" if fp32 else "")
 
 
-# --- command modules: each registers its commands on ``app`` (one import + one register line each) ---
-from edge_bert.cli_run import register as register_run  # noqa: E402
-from edge_bert.cli_train import register as register_train  # noqa: E402
-
-register_run(app)
-register_train(app)
-from edge_bert.cli_device import register as register_device  # noqa: E402
-
-register_device(app)
-from edge_bert.cli_device import auto_convert  # noqa: E402
+# commands that live in their own modules (none of them imports this one)
+for _module in (cli_run, cli_train, cli_device):
+    _module.register(app)
 
 
 def main() -> None:
