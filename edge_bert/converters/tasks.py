@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from edge_bert.errors import ConversionError
+from edge_bert.tasks import TASKS as RUNNER_TASKS
 
 
 class ClassificationGraph(nn.Module):
@@ -49,20 +50,25 @@ class SentenceEmbeddingGraph(nn.Module):
 
 @dataclass(frozen=True)
 class TaskConfig:
+    """The host side of a task: which head to load. Its outputs are the runner's (edge_bert/tasks.py), so
+    what convert writes and what validate reads are named in one place."""
+
     name: str
     auto_class: str
-    outputs: tuple[str, ...]
-    #: the output that golden references store and parity gates measure
-    primary_output: str
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return RUNNER_TASKS[self.name].outputs
+
+    @property
+    def primary_output(self) -> str:
+        """The output that golden references store and parity gates measure."""
+        return RUNNER_TASKS[self.name].primary_output
 
 
 TASKS: dict[str, TaskConfig] = {
-    "text-classification": TaskConfig(
-        "text-classification", "AutoModelForSequenceClassification", ("logits",), "logits"
-    ),
-    "feature-extraction": TaskConfig(
-        "feature-extraction", "AutoModel", ("sentence_embedding", "last_hidden_state"), "sentence_embedding"
-    ),
+    "text-classification": TaskConfig("text-classification", "AutoModelForSequenceClassification"),
+    "feature-extraction": TaskConfig("feature-extraction", "AutoModel"),
 }
 
 
