@@ -150,7 +150,3 @@ FORMATS: dict[str, FormatDescriptor] = {
         },
     ),
 }
-
-
-def format_names() -> tuple[str, ...]:
-    return tuple(FORMATS)

@@ -148,11 +148,6 @@ class Manifest:
     def model_bytes(self) -> int:
         return self.files[self.model_file].bytes
 
-    def loaded_files(self) -> list[str]:
-        """Files the runner opens (all must be listed, so all are verified)."""
-        names = [self.model_file, self.tokenizer_file, self.golden_file]
-        return names + ([self.eval.file] if self.eval else [])
-
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
 

@@ -47,10 +47,6 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
-def known_keys(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
-
-
 def _dataclass(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise SchemaError(where, f"expected a table/object, got {_show(data)}")
