@@ -2,10 +2,12 @@
 
 Why: a speed/size claim means something only next to the baseline (PyTorch eager) and the tool a user would
 otherwise pick (optimum-cli export + ORTQuantizer dynamic int8) on the same CPU, inputs and onnxruntime.
-Protocol: batch 1, real text cut to exactly L tokens (as edge_bert/bench.py does), 2 threads (our runner's
-OrtBackend for every ONNX file, torch.set_num_threads(2)), interleaved round-robin timing (spreads machine
-drift over all models), p50; parity vs PyTorch fp32 on the first 200 SST-2 dev sentences. optimum needs
-transformers 4.57, so it runs in its own venv (scripts/optimum_peer.py).
+Protocol: batch 1, real text cut to exactly L tokens (as edge_bert/bench.py does), 2 threads (our runner for
+every bundle, its OrtBackend for optimum's files, torch.set_num_threads(2)); every variant is timed ALONE in
+its own process, in alternating A-B-A-B blocks (scripts/isolated_timing.py: sessions sharing a process spin
+and steal the 2 cores), figure = median of block p50s; parity vs PyTorch fp32 on the first 200 SST-2 dev
+sentences, checked after all timing. optimum needs transformers 4.57, so it exports in its own venv
+(scripts/optimum_peer.py); its files run on the same onnxruntime as ours.
 """
 
 from __future__ import annotations
@@ -28,16 +30,18 @@ import numpy as np
 import torch
 
 from edge_bert.backends.ort import OrtBackend
-from edge_bert.bench import text_of_length
 from edge_bert.bundle import open_bundle
 from edge_bert.converters.convert import convert
 from edge_bert.converters.loading import default_model_path, load_model
 from edge_bert.converters.tasks import build_graph
 from edge_bert.fingerprint import fingerprint
-from edge_bert.metrics import latency_stats, parity
+from edge_bert.metrics import parity
 from edge_bert.profiles import load_profile
-from edge_bert.session import Encoded, TextEncoder, make_feeds
+from edge_bert.session import BundleSession, Encoded, TextEncoder, make_feeds
 from edge_bert.textdata import builtin_texts
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from isolated_timing import time_alternating
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".bench"
@@ -67,12 +71,13 @@ def version(dist: str) -> str:
 
 @dataclass
 class Variant:
-    """One model file (or PyTorch) as it is timed and checked; ``run`` maps feeds to the primary output."""
+    """One model file (or PyTorch) as it is timed and checked."""
 
     label: str
     kind: str  # torch | ours | peer
     bytes: int | None
-    run: Callable[[Feeds], np.ndarray] | None = None
+    #: what scripts/isolated_timing.py runs (None: not timed, e.g. a recipe whose gate refused it)
+    spec: dict[str, Any] | None = None
     note: str = ""
     parity: dict[str, Any] | None = None
     latency: dict[int, dict[str, float]] = field(default_factory=dict)
@@ -111,7 +116,7 @@ def build_bundles(source: Path, target: str, name: str, reuse: bool) -> list[dic
     log(f"converting {source} for target {target}")
     texts = builtin_texts("sentences")  # golden + calibration texts: disjoint from the SST-2 parity texts
     results = convert(str(source), target, out, texts=texts, name=name, overwrite=True, log=log)
-    keep = ("recipe", "passed", "model_bytes", "parity", "seconds", "error")
+    keep = ("format", "recipe", "passed", "model_bytes", "parity", "seconds", "error")
     outcomes = [{**{k: getattr(o, k) for k in keep}, "bundle": str(o.bundle) if o.bundle else None} for o in results]
     record.write_text(json.dumps(outcomes, indent=2, default=str) + "\n")
     return outcomes
@@ -170,11 +175,18 @@ def optimum_peer(keys: list[str], sources: dict[str, Path], outcomes: dict[str, 
     return peer
 
 
-def ort_variant(label: str, kind: str, path: Path, primary: Callable[[Feeds], np.ndarray]) -> Variant:
-    """A model file on our runner's OrtBackend; feeds are cut to the graph's inputs (< 1 us, inside the timing)."""
+def ort_runner(path: Path, primary: Callable[[Feeds], np.ndarray]) -> Callable[[Feeds], np.ndarray]:
+    """A bare model file on our runner's OrtBackend (parity only; timing happens in isolated processes)."""
     backend = OrtBackend(Path(path).read_bytes(), threads=THREADS, where=str(path))
     names = backend.input_names
-    return Variant(label, kind, path.stat().st_size, lambda f: primary(backend.run({k: f[k] for k in names})))
+    return lambda f: primary(backend.run({k: f[k] for k in names}))
+
+
+def bundle_runner(path: Path) -> Callable[[Encoded], np.ndarray]:
+    """A bundle through the device-side session (pads to a static signature where the bundle has one)."""
+    session = BundleSession(open_bundle(path), threads=THREADS)
+    primary = session.bundle.primary_output
+    return lambda encoded: session.run_ids(encoded.ids, encoded.type_ids)[primary]
 
 
 def pool(hidden: np.ndarray, pooling: str, normalize: bool) -> np.ndarray:
@@ -183,111 +195,131 @@ def pool(hidden: np.ndarray, pooling: str, normalize: bool) -> np.ndarray:
     return vec / np.linalg.norm(vec, axis=1, keepdims=True) if normalize else vec
 
 
-def time_variants(variants: list[Variant], feeds: dict[int, Feeds], args: argparse.Namespace) -> None:
-    """Round-robin: each round times every model once per length, the first model rotating per round. Before
-    each timed run, ``--switch-runs`` untimed runs of the same model: after a switch, the previous runtime's idle
-    threads may still spin on the 2 cores and the caches hold the previous model (it skewed eager runs)."""
-    timed = [v for v in variants if v.run]
-    samples: list[dict[int, list[float]]] = [{n: [] for n in feeds} for _ in timed]
-    for round_index in range(args.warmup + args.runs):
-        for length in feeds:
-            for step in range(len(timed)):
-                i = (round_index + step) % len(timed)
-                run, inputs = timed[i].run, feeds[length]
-                for _ in range(args.switch_runs):
-                    run(inputs)  # type: ignore[misc]
-                start = time.perf_counter()
-                run(inputs)  # type: ignore[misc]
-                if round_index >= args.warmup:
-                    samples[i][length].append((time.perf_counter() - start) * 1000)
-        if (round_index + 1) % 10 == 0:
-            log(f"round {round_index + 1}/{args.warmup + args.runs}")
-    for variant, by_length in zip(timed, samples, strict=True):
-        variant.latency = {n: {**latency_stats(s), "samples_ms": s} for n, s in by_length.items()}
-
-
 def bench_model(key: str, source: Path, outcomes: list[dict], args: argparse.Namespace, peer: dict | None) -> dict:
+    """Time every variant alone in its own process (A-B-A-B blocks), then check parity in this process."""
     name = MODELS[key]
     loaded = load_model(str(source))
     classification = loaded.task == "text-classification"
-    graph = build_graph(loaded.task, loaded.model, loaded.pooling, loaded.normalize)
-    fp32 = next((o for o in outcomes if o["recipe"] == "fp32" and o["passed"]), None)
+    fp32 = next((o for o in outcomes if (o["format"], o["recipe"]) == ("onnx", "fp32") and o["passed"]), None)
     if fp32 is None:
-        raise SystemExit(f"{name}: the fp32 bundle failed its gate; no ONNX baseline to compare against")
-    encoder = TextEncoder(open_bundle(fp32["bundle"]))
-    int64 = {n: np.dtype(np.int64) for n in ("input_ids", "attention_mask", "token_type_ids")}
-
-    def feeds_of(encoded: Encoded) -> Feeds:
-        return make_feeds(encoded.ids, encoded.type_ids, int64, len(encoded.ids))
-
-    def torch_run(feeds: Feeds) -> np.ndarray:
-        with torch.inference_mode():
-            out = graph(*(torch.from_numpy(feeds[n]) for n in loaded.arch.inputs))
-        return (out[0] if isinstance(out, tuple) else out).numpy()
-
+        raise SystemExit(f"{name}: the ONNX fp32 bundle failed its gate; no ONNX baseline to compare against")
+    common = {"threads": THREADS, "seq_lengths": list(SEQ_LENGTHS), "warmup": args.warmup, "runs": args.runs,
+              "tokenizer_bundle": fp32["bundle"]}  # fmt: skip
     size = (source / "model.safetensors").stat().st_size
-    variants = [Variant("pytorch fp32 eager", "torch", size, torch_run)]
-    for o in sorted(outcomes, key=lambda o: ("fp32", "fp16", *INT8).index(o["recipe"])):
-        label = f"ours {o['recipe']}"
+    variants = [Variant("pytorch fp32 eager", "torch", size, {**common, "kind": "torch", "path": str(source)})]
+    order = ("fp32", "fp16", *INT8)
+    for o in sorted(outcomes, key=lambda o: (o["format"] != "onnx", order.index(o["recipe"]))):
+        label = f"ours {o['format']} {o['recipe']}"
         if not o["passed"]:  # nothing written: show the gate's verdict (on the golden texts) instead
             variants.append(Variant(label, "ours", o["model_bytes"], note=f"not written: {o['error']}"))
             variants[-1].parity = o["parity"]
             continue
-        primary = open_bundle(o["bundle"]).primary_output
-        variants.append(ort_variant(label, "ours", Path(o["bundle"]) / "model.onnx", lambda r, p=primary: r[p]))
+        variants.append(Variant(label, "ours", o["model_bytes"], {**common, "kind": "bundle", "path": o["bundle"]}))
     export = next((e for e in (peer or {}).get("exports", []) if e["name"] == name), None)
     if export:
-        head = (lambda r: r["logits"]) if classification else (
-            lambda r: pool(r["last_hidden_state"], loaded.pooling, loaded.normalize))  # fmt: skip
-        variants.append(ort_variant("optimum fp32", "peer", Path(export["fp32"]), head))
-        if export["int8"]:
-            variants.append(ort_variant("optimum dynamic-int8", "peer", Path(export["int8"]), head))
+        for label, file in (("optimum fp32", export["fp32"]), ("optimum dynamic-int8", export["int8"])):
+            if file:
+                spec = {**common, "kind": "onnx", "path": file}
+                variants.append(Variant(label, "peer", Path(file).stat().st_size, spec))
     elif peer is not None:
         log(f"{name}: no optimum export ({peer.get('errors')})")
 
-    log(f"{name}: parity on {PARITY_TEXTS} SST-2 dev sentences")
-    parity_feeds = [feeds_of(encoder.encode(t)) for t in sst2_texts()]
-    reference = np.concatenate([torch_run(f) for f in parity_feeds])
-    for v in variants:
-        if v.run:
-            v.parity = parity(np.concatenate([v.run(f) for f in parity_feeds]), reference, classification)
-
-    feeds = {n: feeds_of(text_of_length(encoder, builtin_texts("paragraphs"), n)) for n in SEQ_LENGTHS}
-    log(f"{name}: timing {sum(1 for v in variants if v.run)} models, {args.warmup}+{args.runs} rounds")
+    timed = [v for v in variants if v.spec]
+    for v in timed:
+        v.spec["label"] = v.label  # type: ignore[index]
+    log(f"{name}: timing {len(timed)} models, each alone in its own process, {args.blocks} alternating blocks")
     load = os.getloadavg()[0]
-    time_variants(variants, feeds, args)
-    eager, onnx32 = variants[0], next(v for v in variants if v.label == "ours fp32")
+    stats, history = time_alternating([v.spec for v in timed], args.blocks, log)  # type: ignore[misc]
+    for v in timed:
+        v.latency = stats[v.label]
+    log(f"{name}: parity on {PARITY_TEXTS} SST-2 dev sentences")
+    parity_check(variants, loaded, source, fp32["bundle"], export, classification)
+
+    eager, onnx32 = variants[0], next(v for v in variants if v.label == "ours onnx fp32")
     rows = []
     for v in variants:
         for n in SEQ_LENGTHS:
-            stats = v.latency.get(n)
-            p50 = stats["p50_ms"] if stats else None
+            stats_n = v.latency.get(n)
+            p50 = stats_n["p50_ms"] if stats_n else None
             rows.append({
                 "variant": v.label, "kind": v.kind, "seq_length": n, "p50_ms": p50,
+                "spread_pct": stats_n["spread_pct"] if stats_n else None,
                 "speedup_vs_eager": eager.latency[n]["p50_ms"] / p50 if p50 else None,
                 "speedup_vs_onnx_fp32": onnx32.latency[n]["p50_ms"] / p50 if p50 else None,
                 "model_bytes": v.bytes, "size_pct_of_fp32": 100 * v.bytes / onnx32.bytes if v.bytes else None,
-                "parity": v.parity, "latency": stats, "note": v.note,
+                "parity": v.parity, "latency": stats_n, "note": v.note,
             })  # fmt: skip
     load_avg = {"before": load, "after": os.getloadavg()[0]}
-    return {"model": name, "task": loaded.task, "load_avg_1min": load_avg, "rows": rows, "outcomes": outcomes}
+    return {"model": name, "task": loaded.task, "load_avg_1min": load_avg, "blocks": history, "rows": rows,
+            "outcomes": outcomes}  # fmt: skip
+
+
+def parity_check(
+    variants: list[Variant], loaded: Any, source: Path, tokenizer: str, export: dict | None, classification: bool
+) -> None:
+    """Each variant's outputs on the SST-2 dev sentences against PyTorch fp32 (after all timing is done)."""
+    graph = build_graph(loaded.task, loaded.model, loaded.pooling, loaded.normalize)
+    encoder = TextEncoder(open_bundle(tokenizer))
+    int64 = {n: np.dtype(np.int64) for n in ("input_ids", "attention_mask", "token_type_ids")}
+    encoded = [encoder.encode(t) for t in sst2_texts()]
+    feeds = [make_feeds(e.ids, e.type_ids, int64, len(e.ids)) for e in encoded]
+    with torch.inference_mode():
+        reference = np.concatenate(
+            [graph(*(torch.from_numpy(f[n]) for n in loaded.arch.inputs)) for f in feeds]
+        )  # fmt: skip
+    head = (lambda r: r["logits"]) if classification else (
+        lambda r: pool(r["last_hidden_state"], loaded.pooling, loaded.normalize))  # fmt: skip
+    for v in variants:
+        if not v.spec or v.kind == "torch":
+            continue
+        if v.kind == "peer":
+            run = ort_runner(Path(v.spec["path"]), head)
+            outputs = [run(f) for f in feeds]
+        else:
+            run_bundle = bundle_runner(Path(v.spec["path"]))
+            outputs = [run_bundle(e) for e in encoded]
+        v.parity = parity(np.concatenate(outputs), reference, classification)
 
 
 def targets(result: dict[str, Any], vnni: bool) -> list[dict[str, Any]]:
-    """The targets at seq 128, judged on our fastest int8 bundle that passed its gate."""
-    int8 = [r for r in result["rows"] if r["seq_length"] == 128 and r["p50_ms"] and r["variant"][5:] in INT8]
-    best = min(int8, key=lambda r: r["p50_ms"]) if int8 else None
-    need = 2.5 if vnni else 1.8
-    checks = [("file <= 26% of fp32", "size_pct_of_fp32", 26.0, "%"),
-              ("best int8 >= 3x faster than PyTorch eager", "speedup_vs_eager", 3.0, "x"),
-              (f"int8 over ONNX fp32 >= {need}x ({'AVX-512 VNNI' if vnni else 'AVX2 only'})",
-               "speedup_vs_onnx_fp32", need, "x")]  # fmt: skip
+    """Issue #10's goals at seq 128, on the bundles that passed their gates (p50 ratios from this one run)."""
+    at = {r["variant"]: r for r in result["rows"] if r["seq_length"] == 128 and r["p50_ms"]}
+    ours = {label: r for label, r in at.items() if r["kind"] == "ours"}
+    int8 = {label: r for label, r in ours.items() if label.split()[-1] in INT8}
+    best = min(ours.values(), key=lambda r: r["p50_ms"], default=None)
+    best_int8 = min(int8.values(), key=lambda r: r["p50_ms"], default=None)
+    peer_int8, peer_fp32 = at.get("optimum dynamic-int8"), at.get("optimum fp32")
+    need = 2.5 if vnni else 1.6
     out = []
-    for label, key, limit, unit in checks:
-        value = best[key] if best else None
+
+    def check(label: str, bundle: str | None, value: float | None, limit: float, unit: str = "x") -> None:
         ok = value is not None and (value <= limit if unit == "%" else value >= limit)
-        out.append({"target": label, "bundle": best and best["variant"], "value": value, "threshold": limit,
-                    "unit": unit, "pass": ok})  # fmt: skip
+        out.append({"target": label, "bundle": bundle, "value": value, "threshold": limit, "unit": unit,
+                    "pass": ok})  # fmt: skip
+
+    def ratio(slow: dict | None, fast: dict | None) -> float | None:
+        return slow["p50_ms"] / fast["p50_ms"] if slow and fast else None
+
+    check(
+        "best bundle >= 1.25x faster than optimum dynamic int8", best and best["variant"], ratio(peer_int8, best), 1.25
+    )
+    check("ONNX fp32 no slower than optimum fp32", "ours onnx fp32", ratio(peer_fp32, ours.get("ours onnx fp32")), 1.0)
+    onnx_int8 = ours.get("ours onnx dynamic-int8")
+    check("ONNX dynamic int8 no slower than optimum's", "ours onnx dynamic-int8", ratio(peer_int8, onnx_int8), 1.0)
+    for fmt in ("onnx", "tflite"):
+        fast = min((r for label, r in int8.items() if label.split()[1] == fmt), key=lambda r: r["p50_ms"], default=None)
+        floor = ours.get(f"ours {fmt} fp32")
+        if fast and floor:
+            label = f"{fmt} int8 >= {need}x its fp32 ({'AVX-512 VNNI' if vnni else 'AVX2 only'})"
+            check(label, fast["variant"], ratio(floor, fast), need)
+    static, dynamic = ours.get("ours onnx static-int8"), onnx_int8
+    if static:
+        check("ONNX static int8 faster than dynamic int8", "ours onnx static-int8", ratio(dynamic, static), 1.0)
+    check("best int8 file <= 26% of ONNX fp32", best_int8 and best_int8["variant"],
+          best_int8 and best_int8["size_pct_of_fp32"], 26.0, "%")  # fmt: skip
+    check(
+        "best bundle >= 3x faster than PyTorch eager", best and best["variant"], best and best["speedup_vs_eager"], 3.0
+    )
     return out
 
 
@@ -310,10 +342,11 @@ def print_report(report: dict[str, Any]) -> None:
     print("versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     if peer:
         print("optimum venv: " + ", ".join(f"{k} {v}" for k, v in peer["versions"].items()))
-    print(f"protocol: batch 1, {s['threads']} threads, {s['warmup']} warm-up + {s['runs']} timed round-robin "
-          f"rounds ({s['switch_runs']} untimed run before each timed one), p50; parity vs PyTorch fp32 on "
-          f"{s['parity_texts']} SST-2 dev sentences")  # fmt: skip
-    head = f"{'variant':<22}{'seq':>4}{'p50 ms':>9}{'x eager':>9}{'x onnx32':>9}{'MB':>8}{'% fp32':>8}  parity"
+    print(f"protocol: batch 1, {s['threads']} threads, each variant alone in its own process, {s['blocks']} "
+          f"alternating blocks of {s['warmup']}+{s['runs']} runs, figure = median of block p50s; parity vs "
+          f"PyTorch fp32 on {s['parity_texts']} SST-2 dev sentences")  # fmt: skip
+    head = f"{'variant':<26}{'seq':>4}{'p50 ms':>9}{'spread':>8}{'x eager':>9}{'x onnx32':>9}{'MB':>8}{'% fp32':>8}"
+    head += "  parity"
     for result in report["results"]:
         busy = "; NOISY: other processes compete" if max(result["load_avg_1min"].values()) > m["cpu_count"] else ""
         load = " -> ".join(f"{v:.1f}" for v in result["load_avg_1min"].values())
@@ -321,12 +354,13 @@ def print_report(report: dict[str, Any]) -> None:
         for r in result["rows"]:
             first = r["seq_length"] == SEQ_LENGTHS[0]
             size = r["model_bytes"] / 1e6 if r["model_bytes"] and first else None
-            print(f"{r['variant'] if first else '':<22}{r['seq_length']:>4}{_fmt(r['p50_ms'], '.2f'):>9}"
+            spread = _fmt(r["spread_pct"], ".0f") + "%" if r["spread_pct"] is not None else "-"
+            print(f"{r['variant'] if first else '':<26}{r['seq_length']:>4}{_fmt(r['p50_ms'], '.2f'):>9}{spread:>8}"
                   f"{_fmt(r['speedup_vs_eager'], '.2f'):>9}{_fmt(r['speedup_vs_onnx_fp32'], '.2f'):>9}"
                   f"{_fmt(size, '.1f'):>8}{_fmt(r['size_pct_of_fp32'] if first else None, '.1f'):>8}  "
                   f"{_parity_text(r['parity']) if first else ''}")  # fmt: skip
             if first and r["note"]:
-                print(f"{'':<26}{r['note'][:300]}")
+                print(f"{'':<30}{r['note'][:300]}")
         print("targets at seq 128:")
         for t in result["targets"]:
             value = _fmt(t["value"], ".2f") + t["unit"]
@@ -343,9 +377,9 @@ def print_report(report: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=50, help="timed round-robin rounds (default 50)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed rounds first (default 10)")
-    parser.add_argument("--switch-runs", type=int, default=1, help="untimed runs before each timed one (default 1)")
+    parser.add_argument("--blocks", type=int, default=3, help="alternating processes per variant (default 3)")
+    parser.add_argument("--runs", type=int, default=100, help="timed runs per block and length (default 100)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed runs first (default 20)")
     parser.add_argument("--models", default="distilbert,minilm")
     parser.add_argument("--skip-peer", action="store_true", help="no optimum venv, export or compatibility check")
     parser.add_argument("--target", default="auto", choices=("auto", "x86", "x86-vnni"))
@@ -372,7 +406,7 @@ def main() -> None:
     settings = {
         "target": args.target, "profile_isa": load_profile(args.target).raw.get("isa"), "peer_isa": peer_isa,
         "cpu_has_avx512_vnni": vnni, "threads": THREADS, "warmup": args.warmup, "runs": args.runs,
-        "switch_runs": args.switch_runs, "batch": 1, "seq_lengths": list(SEQ_LENGTHS),
+        "blocks": args.blocks, "batch": 1, "seq_lengths": list(SEQ_LENGTHS),
         "parity_texts": PARITY_TEXTS, "models": keys,
     }  # fmt: skip
     versions = {"python": sys.version.split()[0], **{d: version(d) for d in TOOLS}}

@@ -26,6 +26,8 @@ def require_module(name: str, reason: str) -> None:
         if IN_CI:
             pytest.fail(f"{reason} ({name} is not importable; CI must run these tests)", pytrace=False)
         pytest.skip(reason, allow_module_level=True)
+
+
 LABELS = ["negative", "neutral", "positive"]
 
 
@@ -142,3 +144,26 @@ def _run_in_tmp_dir(tmp_path, monkeypatch) -> None:
     """Each test runs in its own directory: `validate` writes reports/ under the working directory, and a
     test run must not leave files in the checkout."""
     monkeypatch.chdir(tmp_path)
+
+
+STATIC_INT8_RECIPE = """
+[onnx.recipe.static-int8]
+activation_type = "uint8"
+weight_type = "int8"
+per_channel = true
+calibration_samples = 64
+"""
+
+
+def with_static_int8(target: str, out: Path) -> Path:
+    """A shipped profile's ONNX side plus the static-int8 (QDQ) recipe the x86 profiles no longer ship (no faster
+    than fp32 on onnxruntime 1.32, see targets/x86.toml), so its quantization and rescue paths stay tested."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "targets" / f"{target}.toml").read_text()
+    text = re.sub(r'(?m)^name = "(.*)"$', r'name = "\1-static"', text, count=1)
+    text = re.sub(r"(?m)^formats = .*$", 'formats = ["onnx"]', text, count=1)
+    text = re.sub(r"(?m)^(\[onnx\]\n(?:.*\n)*?recipes = \[.*)\]$", r'\1, "static-int8"]', text, count=1)
+    path = out / f"{target}-static.toml"
+    path.write_text(text + STATIC_INT8_RECIPE)
+    return path

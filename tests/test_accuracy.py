@@ -144,7 +144,9 @@ def test_unknown_labels_stop_convert_before_export(tiny_models, tmp_path: Path) 
 def test_minilm_embeddings_keep_clinc150_retrieval(tmp_path: Path) -> None:
     """Real weights, real labelled data: int8 MiniLM keeps k-NN intent accuracy and neighbours."""
     data = read_labelled(SHARED_DATA / "clinc150" / "data_full.json", split="test", limit=1500)
-    (outcome,) = convert(None, "x86-vnni", tmp_path, recipes=["dynamic-int8"], eval_data=data, log=lambda _: None)
+    (outcome,) = convert(
+        None, "x86-vnni", tmp_path, formats=["onnx"], recipes=["dynamic-int8"], eval_data=data, log=lambda _: None
+    )
     assert outcome.passed, outcome.error
     metrics = outcome.accuracy
     assert metrics["fp32_knn_accuracy"] > 0.8  # a real sentence encoder on 150 intents, not chance (0.007)

@@ -18,8 +18,8 @@ TINY_PROFILE = Path(__file__).parent / "profiles" / "tiny-random.toml"
 runner = CliRunner()
 
 
-def candidate(recipe: str, p50: dict[int, float] | None, passed: bool = True) -> Candidate:
-    c = Candidate("onnx", recipe, Path(recipe), device_gates={"min_cosine": {"pass": passed}}, passed=passed)
+def candidate(recipe: str, p50: dict[int, float] | None, passed: bool = True, fmt: str = "onnx") -> Candidate:
+    c = Candidate(fmt, recipe, Path(recipe), device_gates={"min_cosine": {"pass": passed}}, passed=passed)
     c.p50_ms = {threads: {128: ms} for threads, ms in (p50 or {}).items()} if passed else {}
     return c
 
@@ -43,6 +43,19 @@ def test_choice_follows_each_devices_measurements():
     assert choose(
         [candidate("fp32", {1: 30.0, 2: 20.0}), candidate("dynamic-int8", {1: 18.0, 2: 21.0})], 128
     ).recipe == ("dynamic-int8")
+
+
+def test_choice_spans_formats_and_compares_int8_with_its_own_formats_fp32():
+    """The x86 profiles offer ONNX and LiteRT: the device's figures pick the format too."""
+    rows = [candidate("fp32", {2: 9.6}), candidate("dynamic-int8", {2: 4.6}),
+            candidate("fp32", {2: 7.8}, fmt="tflite"), candidate("dynamic-int8", {2: 3.1}, fmt="tflite")]  # fmt: skip
+    winner = choose(rows, 128)
+    assert (winner.format, winner.recipe) == ("tflite", "dynamic-int8")
+    assert all("slower on the device" in c.reason for c in rows if c is not winner)
+    # LiteRT int8 slower than LiteRT fp32 on some board: the onnx int8 wins, not the tflite fp32 reference
+    rows = [candidate("fp32", {2: 9.6}), candidate("dynamic-int8", {2: 4.6}),
+            candidate("fp32", {2: 7.8}, fmt="tflite"), candidate("dynamic-int8", {2: 8.0}, fmt="tflite")]  # fmt: skip
+    assert (choose(rows, 128).format, choose(rows, 128).recipe) == ("onnx", "dynamic-int8")
 
 
 @pytest.fixture(scope="module")

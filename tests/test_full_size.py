@@ -37,6 +37,7 @@ def test_full_size_converts_under_shipped_gates(arch, tmp_path, sst2_texts):
         "x86",
         tmp_path / "out",
         texts=sst2_texts[:24],
+        formats=["onnx"],
         recipes=["fp32", "dynamic-int8"],
         log=lambda _: None,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import minilm_dir, sst2_dev, tiny_config
+from conftest import minilm_dir, sst2_dev, tiny_config, with_static_int8
 
 from edge_bert.bundle import open_bundle
 from edge_bert.converters.convert import convert
@@ -119,7 +119,12 @@ def test_static_int8_rescue(models, tmp_path: Path) -> None:
     channel too, so more nodes stay float, the broken projection first."""
     texts = [t for t, _ in sst2_dev(limit=40)]
     (outcome,) = convert(
-        str(models["outlier"]), "x86-vnni", tmp_path, recipes=["static-int8"], texts=texts, log=lambda _: None
+        str(models["outlier"]),
+        with_static_int8("x86-vnni", tmp_path),
+        tmp_path,
+        recipes=["static-int8"],
+        texts=texts,
+        log=lambda _: None,
     )
     assert outcome.passed, outcome.error
     kept = outcome.rescue["kept_float"]
@@ -136,7 +141,7 @@ def test_rescue_that_cannot_pass_gives_up_cleanly(models, tmp_path: Path) -> Non
     impossible.write_text(text.replace("max_rel_error = 0.25", "max_rel_error = 0.0", 1))  # int8 never meets it
     texts = [t for t, _ in sst2_dev(limit=40)]
     logs: list[str] = []
-    options = {"recipes": ["dynamic-int8"], "texts": texts}
+    options = {"formats": ["onnx"], "recipes": ["dynamic-int8"], "texts": texts}
     (outcome,) = convert(str(models["outlier"]), impossible, tmp_path / "out", log=logs.append, **options)
     assert not outcome.passed and outcome.rescue is None and "failed its parity gate" in outcome.error
     assert sum("still fails" in line for line in logs) >= 2

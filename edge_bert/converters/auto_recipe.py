@@ -76,8 +76,9 @@ def choose(candidates: list[Candidate], length: int) -> Candidate | None:
         if c is winner:
             continue
         ms_c = c.best(length)[1]
-        if reference is not None and ms_c >= reference.best(length)[1] and c is not reference:
-            c.reason = f"not faster than fp32 on the device ({ms_c:.2f} vs {reference.best(length)[1]:.2f} ms)"
+        own = fp32.get(c.format)  # an int8 is judged against the fp32 of its own format
+        if own is not None and c is not own and ms_c >= own.best(length)[1]:
+            c.reason = f"not faster than fp32 on the device ({ms_c:.2f} vs {own.best(length)[1]:.2f} ms)"
         else:
             c.reason = f"slower on the device: {ms_c:.2f} ms vs {ms:.2f} ms at {length} tokens"
     return winner
