@@ -50,6 +50,16 @@ class FastWordPiece:
     @classmethod
     def build(cls, tokenizer: Tokenizer, config: dict[str, Any]) -> FastWordPiece | None:
         """The fast path for this tokenizer, or None if it is not plain BERT WordPiece or disagrees."""
+        try:
+            fast = cls._build(config)
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError):  # an odd tokenizer.json: no fast path
+            return None
+        if fast is None or any(fast.ids(text) != tokenizer.encode(text).ids for text in _SELF_CHECK):
+            return None
+        return fast
+
+    @classmethod
+    def _build(cls, config: dict[str, Any]) -> FastWordPiece | None:
         model, normalizer = config.get("model") or {}, config.get("normalizer")
         if model.get("type") != "WordPiece" or (config.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer":
             return None
@@ -59,11 +69,7 @@ class FastWordPiece:
         vocab = model.get("vocab")
         if specials is None or not isinstance(vocab, dict) or model.get("unk_token") not in vocab:
             return None
-        fast = cls(vocab, config, *specials)
-        for text in _SELF_CHECK:
-            if fast.ids(text) != tokenizer.encode(text).ids:
-                return None
-        return fast
+        return cls(vocab, config, *specials)
 
     def ids(self, text: str) -> list[int] | None:
         """Token ids with the special tokens (type ids are all 0), or None: use tokenizers for this text."""
