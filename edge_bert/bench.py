@@ -85,6 +85,8 @@ def bench(
                 **stats,
                 "e2e": {k: v for k, v in overall.items() if k != "runs"},
                 "overhead_pct": 100 * (overall["p50_ms"] / stats["p50_ms"] - 1),
+                # which tokenizer the text went through: the WordPiece fast path (edge_bert/wordpiece.py) or not
+                "tokenizer": "wordpiece-fast-path" if _fast(session, bench_texts[length]) else "tokenizers",
             }
         )
     memory = {"rss_before_load": rss_before, "rss_after_load": rss_loaded, "peak_rss": peak_rss_mib()}
@@ -128,6 +130,11 @@ def timed_runs(
         if report is not None and (i + 1) % every == 0:
             report(i + 1)
     return model, e2e, feeds
+
+
+def _fast(session: BundleSession, text: str) -> bool:
+    fast = session.encoder.fast
+    return fast is not None and fast.ids(text) is not None
 
 
 def _roofline(bundle: Any, peaks: dict | None) -> dict[str, Any]:

@@ -142,7 +142,7 @@ def test_bench_reports_e2e_overhead_and_roofline(tiny_bundles, capsys):
         assert roofline["compared_with"] == peak and roofline["flops_method"]
         assert roofline["peak"]["fp32"]["gflops_per_s"] > 0 and roofline["peak"]["int8"]["gflops_per_s"] > 0
         for row in result["latency"]:
-            assert "tokenize_ms" not in row
+            assert "tokenize_ms" not in row and row["tokenizer"] == "wordpiece-fast-path"  # ASCII bench text
             # per run e2e >= model, so every order statistic is too
             assert row["e2e"]["p50_ms"] >= row["p50_ms"] and row["e2e"]["min_ms"] >= row["min_ms"]
             assert row["overhead_pct"] == pytest.approx(100 * (row["e2e"]["p50_ms"] / row["p50_ms"] - 1))
@@ -163,3 +163,11 @@ def test_bundle_without_flops_prints_dashes(tiny_bundles, capsys):
     console.print(bench_table(result))
     assert "—" in capsys.readouterr().out
     assert roofline_line(result) is None
+
+
+def test_bench_says_which_tokenizer_ran(tiny_bundles):
+    """Non-ASCII text takes tokenizers' path; bench still cuts it to the exact length and says so."""
+    texts = ["Un café crème, s'il vous plaît: déjà vu à Zürich, naïve résumé. " * 4]
+    result = bench(tiny_bundles["fp32"], threads=1, seq_lengths=(16,), warmup=0, runs=2, texts=texts, roofline=False)
+    (row,) = result["latency"]
+    assert row["tokenizer"] == "tokenizers" and row["padded_to"] == 16 and result["roofline"]["peak"] is None
