@@ -34,6 +34,7 @@ from edge_bert.profiles import list_profiles
 from edge_bert.report import (
     bench_table,
     console,
+    roofline_line,
     validation_table,
     write_json,
     write_reports,
@@ -46,8 +47,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Convert compact BERT-family models into verified edge bundles; validate and bench them.",
 )
-
-
 
 
 @app.command()
@@ -229,7 +228,8 @@ def bench(
     except EdgeBertError as exc:
         raise fail(exc) from exc
     if json_out != "-":
-        console.print(bench_table(result), *board_lines(result), sep="\n")
+        lines = [line for line in (roofline_line(result), *board_lines(result)) if line]
+        console.print(bench_table(result), *lines, sep="\n")
     write_json(result, json_out)
 
 

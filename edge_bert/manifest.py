@@ -113,6 +113,24 @@ class EvalInfo:
     fp32: dict[str, float | None]
 
 
+def _per_length(value: dict[str, int]) -> str | None:
+    for key, flops in value.items():
+        if not key.isdigit() or not 1 <= int(key) <= 8192:
+            return f"keys must be sequence lengths (1-8192), got {key!r}"
+        if flops < 0:
+            return f"FLOPs must be ≥ 0, got {flops} at {key}"
+    return None
+
+
+@dataclass(frozen=True)
+class FlopInfo:
+    """FLOPs of one batch-1 pass by sequence length, counted from the graph at convert time (a multiply-add
+    is 2 FLOPs; ``method`` says what was counted). bench divides them by the measured p50 (roofline)."""
+
+    method: str
+    per_seq_length: dict[str, int] = field(metadata={CHECK: _per_length})
+
+
 @dataclass(frozen=True)
 class Manifest:
     schema_version: int
@@ -143,6 +161,8 @@ class Manifest:
     conversion_check: dict[str, Any] | None = None
     #: --recipe auto: the device that chose, every candidate's figures on it and why the others lost
     selection: dict[str, Any] | None = None
+    #: FLOPs per sequence length (absent in bundles made before edge-bert counted them)
+    flops: FlopInfo | None = None
 
     @property
     def model_bytes(self) -> int:

@@ -153,19 +153,43 @@ def bench_table(result: dict[str, Any]) -> Table:
         ),
         caption=machine_line(result["machine"]),
     )
-    for column in ("seq", "padded", "p50 ms", "p90 ms", "p99 ms", "mean ± std", "inf/s", "tokens/s"):
+    peak = (result.get("roofline") or {}).get("compared_with", "fp32")
+    columns = ["seq", "padded", "p50 ms", "p90 ms", "p99 ms", "e2e p50", "e2e p99", "overhead", "mean ± std"]
+    columns += ["inf/s", "tokens/s", "GFLOP/s", f"% {peak} peak"]
+    for column in columns:
         table.add_column(
             f"emulated {column}" if emulated and column not in ("seq", "padded") else column, justify="right"
         )
     for row in result["latency"]:
+        e2e = row.get("e2e") or {}
         table.add_row(
             str(row["seq_length"]),
             str(row["padded_to"]),
             f"{row['p50_ms']:.2f}",
             f"{row['p90_ms']:.2f}",
             f"{row['p99_ms']:.2f}",
+            fmt_value(e2e.get("p50_ms"), 2, "f"),
+            fmt_value(e2e.get("p99_ms"), 2, "f"),
+            "—" if row.get("overhead_pct") is None else f"{row['overhead_pct']:.1f} %",
             f"{row['mean_ms']:.2f} ± {row['std_ms']:.2f}",
             f"{row['throughput_per_s']:.1f}",
             f"{row['tokens_per_s']:.0f}",
+            "—" if row.get("gflops_per_s") is None else f"{row['gflops_per_s']:.0f}",
+            "—" if row.get("pct_of_peak") is None else f"{row['pct_of_peak']:.0f} %",
         )
     return table
+
+
+def roofline_line(result: dict[str, Any]) -> str | None:
+    """The line under the bench table: the measured peaks and which one "% of peak" uses."""
+    roofline = result.get("roofline") or {}
+    peak = roofline.get("peak")
+    if not peak:
+        return None
+    tag = "emulated " if result.get("emulated") else ""
+    counted = "" if roofline.get("flops_method") else "; the bundle has no FLOP count (convert it again): no roofline"
+    return (
+        f"{tag}peak {peak['fp32']['gflops_per_s']:.0f} GFLOP/s fp32, {peak['int8']['gflops_per_s']:.0f} GFLOP/s int8 "
+        f"(median GEMM {peak['gemm']} through {result['runtime']['name']}, {peak['threads']} threads); "
+        f"% of peak vs {roofline['compared_with']} (recipe {result['recipe']}){counted}"
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +13,8 @@ from tokenizers import Encoding, Tokenizer
 from edge_bert.backends import backend_class
 from edge_bert.bundle import Bundle
 from edge_bert.errors import BundleError, InputError
+from edge_bert.tasks import TASKS, Answer
+from edge_bert.wordpiece import FastWordPiece
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,9 @@ class TextEncoder:
     def __init__(self, bundle: Bundle) -> None:
         where = bundle.path / bundle.manifest.tokenizer_file
         try:
-            self._tokenizer = Tokenizer.from_str(bundle.read(bundle.manifest.tokenizer_file).decode("utf-8"))
+            source = bundle.read(bundle.manifest.tokenizer_file).decode("utf-8")
+            self._tokenizer = Tokenizer.from_str(source)
+            config = json.loads(source)
         except BundleError:
             raise
         except Exception as exc:  # tokenizers raises a bare Exception for malformed files
@@ -45,23 +51,42 @@ class TextEncoder:
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         self.max_length = bundle.max_length
+        #: pure-Python WordPiece for plain ASCII text (edge_bert/wordpiece.py), None for other tokenizers
+        self.fast = FastWordPiece.build(self._tokenizer, config) if isinstance(config, dict) else None
 
     def encode(self, text: str, max_length: int | None = None) -> Encoded:
+        ids, type_ids, original = self.tokens(text, max_length)
+        types = np.zeros(len(ids), np.int64) if type_ids is None else np.asarray(type_ids, np.int64)
+        return Encoded(np.asarray(ids, np.int64), types, original)
+
+    def tokens(self, text: str, max_length: int | None = None) -> tuple[list[int], list[int] | None, int]:
+        """Token ids and type ids (None: all 0) truncated to the limit, and the length before truncation."""
         limit = max_length or self.max_length
-        encoding = self._encode_prefix(text, limit)
-        ids, type_ids = encoding.ids, encoding.type_ids
-        if len(ids) > limit:
+        ids = self.fast.ids(text) if self.fast is not None and len(text) <= _prefix_chars(limit) else None
+        type_ids = None
+        if ids is None:
+            encoding = self._encode_prefix(text, limit)
+            ids, type_ids = encoding.ids, encoding.type_ids
+        original = len(ids)
+        if original > limit:
             # keep the final special token ([SEP]) as Hugging Face truncation does
             ids = ids[: limit - 1] + ids[-1:]
-            type_ids = type_ids[: limit - 1] + type_ids[-1:]
-        return Encoded(np.asarray(ids, np.int64), np.asarray(type_ids, np.int64), len(encoding.ids))
+            type_ids = None if type_ids is None else type_ids[: limit - 1] + type_ids[-1:]
+        return ids, type_ids, original
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Character span of every token of ``text`` but the special ones, from tokenizers itself."""
+        encoding = self._tokenizer.encode(text)
+        return [
+            span for span, special in zip(encoding.offsets, encoding.special_tokens_mask, strict=True) if not special
+        ]
 
     def _encode_prefix(self, text: str, limit: int) -> Encoding:
         """Encode only as much of ``text`` as ``limit`` tokens can need: a prefix cut at whitespace, grown
         until it yields more tokens than the limit. Words before the cut tokenize exactly as in the whole
         text (BERT pre-tokenizes on whitespace), so the truncated ids are identical; the reported original
         length is then a lower bound (still > limit, so "truncated" stays true)."""
-        size = max(limit, 8) * CHARS_PER_TOKEN
+        size = _prefix_chars(limit)
         while size < len(text):
             cut = text.rfind(" ", 0, size)
             prefix = text[: cut if cut > size // 2 else size]
@@ -74,21 +99,27 @@ class TextEncoder:
         return self._tokenizer.encode(text)
 
 
+def _prefix_chars(limit: int) -> int:
+    """Texts up to this many characters are tokenized whole; longer ones by growing prefixes."""
+    return max(limit, 8) * CHARS_PER_TOKEN
+
+
 def make_feeds(
-    ids: np.ndarray, type_ids: np.ndarray | None, inputs: dict[str, np.dtype], padded: int
+    ids: Sequence, type_ids: Sequence | None, inputs: dict[str, np.dtype], padded: int
 ) -> dict[str, np.ndarray]:
-    """Batch-1 feeds for the named inputs; positions past the text are padding (mask 0)."""
+    """Batch-1 feeds for the named inputs, built directly in each input's dtype (LiteRT: int32); positions
+    past the text are padding (mask 0). ``type_ids`` None: all 0 (one text)."""
     length = len(ids)
-    arrays = {
-        "input_ids": ids,
-        "attention_mask": np.ones(length, np.int64),
-        "token_type_ids": type_ids if type_ids is not None else np.zeros(length, np.int64),
-    }
     feeds = {}
     for name, dtype in inputs.items():
-        row = np.zeros(padded, dtype)
-        row[:length] = arrays[name]
-        feeds[name] = row[None, :]
+        row = np.zeros((1, padded), dtype)
+        if name == "input_ids":
+            row[0, :length] = ids
+        elif name == "attention_mask":
+            row[0, :length] = 1
+        elif type_ids is not None:
+            row[0, :length] = type_ids
+        feeds[name] = row
     return feeds
 
 
@@ -108,21 +139,23 @@ class BundleSession:
         missing = set(self._dtypes) - set(self.backend.input_names)
         if missing:
             raise BundleError(f"{bundle.model_path}: model lacks inputs the manifest names: {sorted(missing)}")
+        self._static = bundle.seq_lengths
+        self._task = TASKS[bundle.task]
+        self._labels = bundle.labels
 
-    def feeds(self, ids: np.ndarray, type_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def feeds(self, ids: Sequence, type_ids: Sequence | None = None) -> dict[str, np.ndarray]:
         """Model inputs for one unpadded token sequence, padded to a static length if the model needs one."""
         return make_feeds(ids, type_ids, self._dtypes, self.padded_length(len(ids)))
 
     def padded_length(self, length: int) -> int:
-        static = self.bundle.seq_lengths
-        if not static:
+        if not self._static:
             return length
-        fitting = [n for n in static if n >= length]
+        fitting = [n for n in self._static if n >= length]
         if not fitting:
-            raise InputError(f"{length} tokens do not fit the bundle's static lengths {list(static)}")
+            raise InputError(f"{length} tokens do not fit the bundle's static lengths {list(self._static)}")
         return min(fitting)
 
-    def run_ids(self, ids: np.ndarray, type_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def run_ids(self, ids: Sequence, type_ids: Sequence | None = None) -> dict[str, np.ndarray]:
         return self.backend.run(self.feeds(ids, type_ids))
 
     def run_text(self, text: str) -> tuple[dict[str, np.ndarray], Encoded]:
@@ -130,3 +163,20 @@ class BundleSession:
             raise InputError("empty text: nothing to run")
         encoded = self.encoder.encode(text)
         return self.run_ids(encoded.ids, encoded.type_ids), encoded
+
+    # text in -> answer out, in three steps that bench times one by one (edge_bert/bench.py)
+
+    def prepare(self, text: str) -> dict[str, np.ndarray]:
+        """Tokenize (truncating to the bundle's max length) and build the model's feeds."""
+        ids, type_ids, _ = self.encoder.tokens(text)
+        return make_feeds(ids, type_ids, self._dtypes, self.padded_length(len(ids)))
+
+    def post_process(self, outputs: dict[str, np.ndarray]) -> Answer:
+        """The task's answer from the model outputs (tasks.Task.answer)."""
+        return self._task.answer(outputs, self._labels)
+
+    def answer(self, text: str) -> Answer:
+        """What an app gets for one text: a classifier's probabilities and top label, or the embedding."""
+        if not text.strip():
+            raise InputError("empty text: nothing to run")
+        return self.post_process(self.backend.run(self.prepare(text)))

@@ -34,6 +34,16 @@ _DATA_GATES = {
 
 
 @dataclass(frozen=True)
+class Answer:
+    """What a bundle answers for one text: a classifier's class probabilities and top class, or a sentence
+    embedding (normalised inside the graph when the model's ``normalize`` says so: nothing to do here)."""
+
+    vector: np.ndarray
+    index: int | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     #: the model's outputs, the first being the one golden references store and gates measure
@@ -43,6 +53,17 @@ class Task:
     @property
     def primary_output(self) -> str:
         return self.outputs[0]
+
+    def answer(self, outputs: dict[str, np.ndarray], labels: list[str] | None = None) -> Answer:
+        """The post-processing of one text's outputs (batch 1): softmax and the top label, or the vector.
+        One function for every caller, so bench's end-to-end latency times what an app gets."""
+        row = outputs[self.outputs[0]][0]
+        if not self.classification:
+            return Answer(row)
+        shifted = np.exp(row - row.max())
+        probabilities = shifted / shifted.sum()
+        index = int(probabilities.argmax())
+        return Answer(probabilities, index, labels[index] if labels and index < len(labels) else None)
 
     def parity(self, outputs: np.ndarray, reference: np.ndarray, gates: Gates) -> dict[str, float | None]:
         return parity(outputs, reference, self.classification, gates.top1_margin)

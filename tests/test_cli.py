@@ -102,7 +102,7 @@ def test_bench_json(cli_bundles, tmp_path):
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["schema"] == "edge-bert/bench/v1"
+    assert data["schema"] == "edge-bert/bench/v2"
     assert [r["seq_length"] for r in data["latency"]] == [16, 64]
     assert "p50 ms" in result.output
 

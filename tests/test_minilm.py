@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import minilm_dir, sst2_dev, with_static_int8
 
+from edge_bert.bench import bench
 from edge_bert.bundle import open_bundle
 from edge_bert.converters.convert import convert
 from edge_bert.session import BundleSession
@@ -96,6 +97,24 @@ def test_embeddings_match_sentence_transformers_on_unseen_sst2(minilm_bundles, u
     cosine = np.sum(ours * reference, axis=1) / np.linalg.norm(ours, axis=1)
     assert cosine.mean() >= min_mean, (bundle, cosine.mean())
     assert cosine.min() >= min_worst, (bundle, cosine.min())
+
+
+def test_bench_e2e_and_roofline_on_real_weights(minilm_bundles):
+    """End-to-end latency next to the model's for every length, over the same runs; FLOPs from the manifest
+    equal the analytic count of a 6-layer, 384-wide BERT encoder (its pooler is not in the graph)."""
+    for name in ("all-minilm-l6-v2-x86-onnx-fp32", "all-minilm-l6-v2-x86-vnni-onnx-dynamic-int8"):
+        path = minilm_bundles[name].bundle
+        flops = open_bundle(path).manifest.flops.per_seq_length
+        for length in (16, 64, 128):
+            analytic = 6 * (2 * length * (4 * 384**2 + 2 * 384 * 1536) + 4 * length**2 * 384)
+            assert flops[str(length)] == pytest.approx(analytic, rel=0.01)
+        result = bench(path, threads=2, seq_lengths=(16, 64, 128), warmup=1, runs=5)
+        assert [row["seq_length"] for row in result["latency"]] == [16, 64, 128]
+        for row in result["latency"]:
+            assert row["e2e"]["p50_ms"] >= row["p50_ms"] > 0 and row["e2e"]["p99_ms"] >= row["p99_ms"]
+            assert row["overhead_pct"] >= 0 and row["flops"] == flops[str(row["seq_length"])]
+        peak = "int8" if "int8" in name else "fp32"
+        assert result["roofline"]["compared_with"] == peak and result["roofline"]["peak"][peak]["gflops_per_s"] > 0
 
 
 def test_int8_is_a_quarter_of_fp32(minilm_bundles):

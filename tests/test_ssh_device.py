@@ -85,7 +85,7 @@ def test_validate_bench_and_check_over_ssh(sshd, bundle, tmp_path):
     )
     assert bench.exit_code == 0, bench.output
     timing = json.loads(Path("bench.json").read_text())
-    assert timing["schema"] == "edge-bert/bench/v1" and timing["device"]["kind"] == "ssh"
+    assert timing["schema"] == "edge-bert/bench/v2" and timing["device"]["kind"] == "ssh"
     assert [row["seq_length"] for row in timing["latency"]] == [16, 32] and "emulated" not in bench.output
     # part 5: a thread sweep (each count in its own runner process), burst vs sustained, clock and temperature
     assert [row["threads"] for row in timing["thread_sweep"]] == [1, 2] and timing["best_threads"] in (1, 2)

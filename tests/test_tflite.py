@@ -13,6 +13,7 @@ from conftest import LABELS, require_module, run_cli_without_frameworks, save_ti
 require_module("litert_torch", "the tflite extra is not installed")
 
 from edge_bert.backends.litert import LiteRtBackend
+from edge_bert.bench import bench
 from edge_bert.bundle import open_bundle
 from edge_bert.converters.convert import convert
 from edge_bert.converters.registry import REGISTRY
@@ -200,10 +201,19 @@ def test_minilm_dynamic_int8_matches_sentence_transformers_and_ships_app_extras(
         assert encoder.encode(case["text"]).ids.tolist() == case["input_ids"], case["text"]
     guide = (bundle.path / "ANDROID.md").read_text()
     assert "seq_16" in guide and "seq_128" in guide and "runSignature" in guide and "sentence_embedding" in guide
+    # bench: end-to-end latency next to the model's for every length, and the roofline against the int8 peak
+    result = bench(bundle.path, threads=2, seq_lengths=(16, 128), warmup=1, runs=5)
+    assert [row["seq_length"] for row in result["latency"]] == [16, 128]
+    for row in result["latency"]:
+        assert row["padded_to"] == row["seq_length"]  # a signature per length
+        assert row["e2e"]["p50_ms"] >= row["p50_ms"] > 0 and row["overhead_pct"] >= 0
+        assert row["flops"] == bundle.manifest.flops.per_seq_length[str(row["seq_length"])] > 0
+        assert row["gflops_per_s"] > 0 and row["pct_of_peak"] > 0
+    assert result["roofline"]["compared_with"] == "int8" and result["roofline"]["peak"]["int8"]["gflops_per_s"] > 0
 
 
 def test_tflite_validate_and_bench_run_without_torch(converted):
     """The device side: ai-edge-litert + tokenizers + numpy, with torch/transformers/tensorflow blocked."""
     bundle = str(converted["distilbert"]["dynamic-int8"].bundle)
     stdout = run_cli_without_frameworks(["validate", bundle], ["bench", bundle, "--runs", "3", "--warmup", "1"])
-    assert "PASS" in stdout and "p50" in stdout
+    assert "PASS" in stdout and "p50" in stdout and "e2e p50" in stdout and "GFLOP/s int8" in stdout

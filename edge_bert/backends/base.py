@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,6 +28,11 @@ class Backend(ABC):
     @abstractmethod
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once; returns every output by name."""
+
+    @staticmethod
+    @abstractmethod
+    def probe(model: bytes, threads: int | None = None) -> Callable[[], object]:
+        """Load a probe model (edge_bert/data/probes) as this runtime loads a bundle; returns one warm run of it."""
 
     @staticmethod
     @abstractmethod

@@ -7,6 +7,7 @@ session pads each text to the smallest length that fits, and run() dispatches on
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -71,7 +72,27 @@ class LiteRtBackend(Backend):
         runner = self._runners.get(length)
         if runner is None:
             raise BundleError(f"no signature for {length} tokens; the model has {self.seq_lengths}")
-        return runner(**{name: np.ascontiguousarray(value, np.int32) for name, value in feeds.items()})
+        # session feeds are int32 already (make_feeds builds them in the manifest's dtype): converted only if not
+        return runner(
+            **{name: v if v.dtype == np.int32 else np.ascontiguousarray(v, np.int32) for name, v in feeds.items()}
+        )
+
+    @staticmethod
+    def probe(model: bytes, threads: int | None = None) -> Callable[[], object]:
+        """One run of a probe model (bench's roofline) on random inputs, XNNPACK at the bundle's thread count."""
+        interpreter = Interpreter(model_content=model, num_threads=threads or _cpu_count())
+        runner = interpreter.get_signature_runner()
+        rng = np.random.default_rng(0)
+        feeds = {
+            name: rng.standard_normal(detail["shape"]).astype(detail["dtype"])
+            for name, detail in runner.get_input_details().items()
+        }
+        runner(**feeds)  # XNNPACK packs the weights on the first run
+
+        def run() -> object:
+            return runner(**feeds), model  # the interpreter reads from ``model`` for its whole life
+
+        return run
 
     @staticmethod
     def versions() -> dict[str, str]:

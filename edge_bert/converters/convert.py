@@ -24,6 +24,7 @@ from edge_bert import __version__
 from edge_bert.accuracy import summary
 from edge_bert.bundle import Bundle, check_writable_dir, write_bundle
 from edge_bert.converters.eval_reference import EvalReference, check_labels, make_eval_reference
+from edge_bert.converters.flops import METHOD, flops_by_length
 from edge_bert.converters.formats import ExportJob, ModelFormat, format_class, producible_formats
 from edge_bert.converters.golden import make_golden, tokenize
 from edge_bert.converters.loading import DEFAULT_MODEL_NAME, default_model_path, load_model
@@ -136,6 +137,10 @@ def convert(
         )
         log(f"fp32 on the evaluation data: {reference.fp32 or 'no labels'}")
 
+    flops = _count_flops(
+        graph, loaded.arch.inputs, profile, [n for spec in specs for n in _static(classes, spec, profile)], limit, log
+    )
+
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="edge-bert-") as work_dir:
         for spec in specs:
@@ -145,8 +150,31 @@ def convert(
             export = fmt.export(log)
             for recipe in _recipes(spec, recipes):
                 final = out / _safe_id(f"{name}-{profile.name}-{spec.name}-{recipe.name}")
-                outcomes.append(_produce_bundle(fmt, recipe, export, final, reference, overwrite, allow_rescue, log))
+                extra = {"flops": flops} if flops else {}
+                outcomes.append(
+                    _produce_bundle(fmt, recipe, export, final, reference, overwrite, allow_rescue, log, extra)
+                )
     return outcomes
+
+
+#: lengths FLOPs are always counted at (besides the profile's bench and static lengths and the max length)
+FLOP_LENGTHS = (16, 32, 64, 128, 256, 512)
+
+
+def _static(classes: dict, spec: FormatSpec, profile: TargetProfile) -> list[int]:
+    return classes[spec.name].static_lengths(profile, spec) or []
+
+
+def _count_flops(
+    graph: Any, inputs: tuple[str, ...], profile: TargetProfile, static: list[int], limit: int, log: Log
+) -> dict[str, Any] | None:
+    """The manifest's ``flops`` for bench's roofline; None (and a note) if the graph cannot be counted."""
+    lengths = [n for n in (*FLOP_LENGTHS, *profile.bench.seq_lengths, *static, limit) if 2 <= n <= limit]
+    try:
+        return {"method": METHOD, "per_seq_length": flops_by_length(graph, inputs, lengths)}
+    except Exception as exc:  # a counting failure costs the roofline columns, not the conversion
+        log(f"note: FLOPs not counted ({type(exc).__name__}: {str(exc)[:120]}); bench prints no roofline")
+        return None
 
 
 def golden_sample(data: LabelledData, count: int = GOLDEN_FROM_EVAL) -> list[str]:
@@ -187,6 +215,7 @@ def _produce_bundle(
     overwrite: bool,
     allow_rescue: bool,
     log: Log,
+    manifest_extra: dict[str, Any] | None = None,
 ) -> RecipeOutcome:
     start = time.perf_counter()
     log(f"recipe {recipe.name}: producing {final.name}")
@@ -213,6 +242,7 @@ def _produce_bundle(
         return outcome(None, None, message)
 
     def attempt(trial: Recipe, trial_settings: dict[str, Any], extra: dict[str, Any]) -> Bundle:
+        extra = {**(manifest_extra or {}), **extra}
         return _write(fmt, trial, trial_settings, export, final, reference, model_file, overwrite, extra)
 
     try:

@@ -115,7 +115,7 @@ _RESULT_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "edge-bert/validate/v1": {
         "bundle": str, "passed": bool, "gates": dict, "checks": dict, "parity": dict, "machine": dict, "runtime": dict,
     },
-    "edge-bert/bench/v1": {
+    "edge-bert/bench/v2": {
         "bundle": str, "latency": list, "settings": dict, "machine": dict, "runtime": dict, "memory_mib": dict,
     },
 }

@@ -1,0 +1,72 @@
+"""bench's roofline: how much of what this device can do a bundle achieves.
+
+The model's FLOPs per sequence length come from the manifest (counted from the graph at convert
+time, a multiply-add = 2 FLOPs); the device's peak is measured here, through the same runtime and at
+the same thread count as the bundle, on one BERT-sized GEMM - (128 x 384) . (384 x 1536), MiniLM's FFN
+up-projection at 128 tokens - in fp32 and in int8 (probe files shipped in edge_bert/data/probes, made
+by scripts/make_probes.py; they are package data, never read from a bundle). Achieved GFLOP/s =
+FLOPs / model p50; "% of peak" compares int8 recipes with the int8 peak and every other recipe with the
+fp32 one (fp16 and weight-only int8 weights are widened to fp32 at load on a CPU). Both the probe figure
+and the model's are medians.
+"""
+
+from __future__ import annotations
+
+import gzip
+import statistics
+import time
+from importlib import resources
+from typing import Any
+
+from edge_bert.backends.base import Backend
+
+#: the probe GEMM's shape: (M x K) . (K x N)
+M, K, N = 128, 384, 1536
+PROBE_FLOPS = 2 * M * K * N
+#: recipe kinds whose matrix products run in int8; every other kind is compared with the fp32 peak
+INT8_KINDS = frozenset({"dynamic-int8", "static-int8", "full-int8"})
+#: probe file per runtime and precision (edge_bert/data/probes)
+PROBE_FILES = {
+    "onnxruntime": {"fp32": "gemm-fp32.onnx", "int8": "gemm-int8.onnx"},
+    "litert": {"fp32": "gemm-fp32.tflite.gz", "int8": "gemm-int8.tflite.gz"},
+}
+
+
+def probe_bytes(runtime: str, precision: str) -> bytes:
+    data = resources.files("edge_bert").joinpath(f"data/probes/{PROBE_FILES[runtime][precision]}").read_bytes()
+    return gzip.decompress(data) if PROBE_FILES[runtime][precision].endswith(".gz") else data
+
+
+def measure_peaks(backend: type[Backend], runtime: str, threads: int, warmup: int = 3, runs: int = 15) -> dict:
+    """GFLOP/s of the fp32 and int8 probe GEMMs through ``backend``'s runtime (median and best of ``runs``)."""
+    peaks: dict[str, Any] = {}
+    for precision in ("fp32", "int8"):
+        run = backend.probe(probe_bytes(runtime, precision), threads=threads)
+        for _ in range(warmup):
+            run()
+        samples = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            run()
+            samples.append(time.perf_counter() - start)
+        del run  # release the probe session (and its thread pool) before the next one
+        median, best = statistics.median(samples), min(samples)
+        peaks[precision] = {
+            "gflops_per_s": PROBE_FLOPS / median / 1e9,
+            "best_gflops_per_s": PROBE_FLOPS / best / 1e9,
+            "p50_ms": median * 1000,
+        }
+    return {"gemm": f"({M}x{K}).({K}x{N})", "flops": PROBE_FLOPS, "threads": threads, "runs": runs, **peaks}
+
+
+def precision_of(recipe_kind: str) -> str:
+    """Which peak a recipe is compared with."""
+    return "int8" if recipe_kind in INT8_KINDS else "fp32"
+
+
+def achieved(flops: int | None, p50_ms: float, peak_gflops: float | None) -> dict[str, float | None]:
+    """A latency row's roofline columns; all None when the bundle has no FLOPs for this length."""
+    if flops is None or p50_ms <= 0:
+        return {"flops": flops, "gflops_per_s": None, "pct_of_peak": None}
+    gflops = flops / p50_ms / 1e6
+    return {"flops": flops, "gflops_per_s": gflops, "pct_of_peak": 100 * gflops / peak_gflops if peak_gflops else None}
