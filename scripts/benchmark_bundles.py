@@ -61,14 +61,18 @@ def main() -> None:
     first, longest = labels[0], lengths[-1]
     has_e2e = all("e2e_p50_ms" in stats[label][longest] for label in labels)
     header = f"{'bundle':<40} {'MB':>6} " + " ".join(f"{'p50@' + str(n):>9}" for n in lengths)
-    header += f" {'spread':>7} {'x first@' + str(longest):>12}" + (f" {'e2e@' + str(longest):>9}" if has_e2e else "")
+    header += f" {'spread':>7} {'x first@' + str(longest):>12}"
+    if has_e2e:  # end-to-end (text in -> answer out) and the runner's overhead over the model, same runs
+        header += f" {'e2e@' + str(longest):>9} " + " ".join(f"{'ovh@' + str(n):>8}" for n in lengths)
     print(header)
     for label in labels:
         row = stats[label]
         cells = " ".join(f"{row[n]['p50_ms']:9.3f}" for n in lengths)
         spread = max(row[n]["spread_pct"] for n in lengths)
         ratio = stats[first][longest]["p50_ms"] / row[longest]["p50_ms"]
-        e2e = f" {row[longest]['e2e_p50_ms']:9.3f}" if has_e2e else ""
+        e2e = f" {row[longest]['e2e_p50_ms']:9.3f} " if has_e2e else ""
+        if has_e2e:
+            e2e += " ".join(f"{row[n]['overhead_pct']:7.1f}%" for n in lengths)
         print(f"{label:<40} {sizes[label] / 1e6:6.1f} {cells} {spread:6.1f}% {ratio:11.2f}x{e2e}")
     if args.json:
         report = {

@@ -117,8 +117,19 @@ def _worker_bundle(spec: dict[str, Any]) -> dict[str, Any]:
     from edge_bert.bench import bench
 
     result = bench(spec["path"], spec["threads"], tuple(spec["seq_lengths"]), spec["warmup"], spec["runs"])
-    rows = {row["seq_length"]: {k: v for k, v in row.items() if k != "seq_length"} for row in result["latency"]}
+    rows = {row["seq_length"]: _flat(row) for row in result["latency"]}
     return {"rows": rows, "cold_load_ms": result["cold_load_ms"], "peak_rss_mib": result["memory_mib"]["peak_rss"]}
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """bench's row with nested figures flattened: ``{"e2e": {"p50_ms": x}}`` -> ``e2e_p50_ms``."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}_{inner}": v for inner, v in value.items()})
+        elif key != "seq_length":
+            flat[key] = value
+    return flat
 
 
 def _worker_onnx(spec: dict[str, Any]) -> dict[str, Any]:
