@@ -18,6 +18,7 @@ from torch import nn
 
 from edge_bert.backends.ort import OrtBackend
 from edge_bert.converters.golden import Golden
+from edge_bert.converters.onnx_quantize import share_weights
 from edge_bert.converters.registry import ArchitectureConfig
 from edge_bert.errors import ConversionError
 from edge_bert.metrics import parity
@@ -62,6 +63,9 @@ def export_onnx(
     for exporter in arch.exporters:
         try:
             _export(graph, example, arch, outputs, path, opset, exporter, static_length is None)
+            model = onnx.load(str(path))
+            share_weights(model)  # shared layers (ALBERT) as plain initializers the quantizers can see
+            onnx.save(model, str(path))
             onnx.checker.check_model(str(path))
         except Exception as exc:  # torch.onnx raises many unrelated types; record and try the next path
             failures.append(f"{exporter}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
