@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_bert.accuracy import classification_metrics, embedding_metrics
+from edge_bert.accuracy import classification_metrics, embedding_metrics, neighbour_agreement
 from edge_bert.evaldata import match_labels
 from edge_bert.metrics import parity
 from edge_bert.profiles import Gates
@@ -24,12 +24,17 @@ _PARITY_GATES = {
     "min_cosine": ("mean_cosine", "min"),
     "min_worst_cosine": ("worst_cosine", "min"),
     "max_rel_error": ("max_rel_error", "max"),
+    # embeddings only (None for a classifier, so never checked): measured among the golden texts
+    "min_neighbour_agreement": ("neighbour_agreement", "min"),
+    "min_neighbour_recall": ("neighbour_recall", "min"),
 }
-#: gates on labelled data: name -> metric
+#: gates on labelled data: name -> metric; where a golden gate has the same name, the data's value
+#: (more texts, the user's own domain) replaces the golden one
 _DATA_GATES = {
     "min_accuracy_pct_of_fp32": "accuracy_pct_of_fp32",
     "min_prediction_agreement": "agreement",
     "min_neighbour_recall": "neighbour_recall",
+    "min_neighbour_agreement": "same_nearest_neighbour",
 }
 
 
@@ -45,7 +50,11 @@ class Task:
         return self.outputs[0]
 
     def parity(self, outputs: np.ndarray, reference: np.ndarray, gates: Gates) -> dict[str, float | None]:
-        return parity(outputs, reference, self.classification, gates.top1_margin)
+        result = parity(outputs, reference, self.classification, gates.top1_margin)
+        if not self.classification:  # search is judged by rank: does each text keep its nearest text?
+            flat = np.asarray(outputs, np.float32).reshape(len(outputs), -1)
+            result |= neighbour_agreement(flat, np.asarray(reference, np.float32).reshape(len(reference), -1))
+        return result
 
     def evaluate(
         self, outputs: np.ndarray, fp32: np.ndarray | None, labels: list[str] | None, label_names: list[str] | None
@@ -65,7 +74,8 @@ class Task:
         fp32 and prediction agreement - and its golden probability cosine only guards against a
         collapse (``min_collapse_cosine``): with many classes the worst per-text cosine is dominated
         by near-ties and refused int8 models that kept 99.8 % of fp32's accuracy. Embeddings keep
-        cosine as a gate: the vector itself is the product.
+        cosine as a gate: the vector itself is the product, and so is its rank among other texts
+        (``min_neighbour_agreement``, on the golden texts, or on the labelled data when given).
         """
         golden = set(_PARITY_GATES)
         if accuracy is None:
@@ -86,7 +96,9 @@ class Task:
         if "min_collapse_cosine" in deciding:
             checks["min_collapse_cosine"] = (golden.get("worst_cosine"), "min")
         for name, metric in _DATA_GATES.items():
-            checks[name] = ((accuracy or {}).get(metric), "min")
+            value = (accuracy or {}).get(metric)
+            if value is not None or name not in checks:
+                checks[name] = (value, "min")
         verdicts = {}
         for name, (value, direction) in checks.items():
             if value is None:

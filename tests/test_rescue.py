@@ -6,6 +6,7 @@ The rescue must find that projection, keep it float, and pass the shipped gates.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,26 @@ def test_rescue_keeps_the_broken_projection_float(models, tmp_path: Path, fmt: s
     result = validate(rescued.bundle)  # the runner agrees, from the bundle alone
     assert result["passed"] and result["parity"]["worst_cosine"] > 0.97
     assert np.isfinite(result["parity"]["max_abs_error"])
+
+
+def test_neighbour_gate_alone_triggers_rescue(models, tmp_path: Path) -> None:
+    """With the cosine and error gates out of the way, the neighbour gate alone refuses the outlier's
+    int8 embeddings (texts lose their nearest text); the rescue keeps the broken projection float."""
+    profile = tmp_path / "neighbours-only.toml"
+    text = (ROOT / "targets" / "x86-vnni.toml").read_text()
+    for key, lax in (("min_cosine", -1.0), ("min_worst_cosine", -1.0), ("max_rel_error", 100.0)):
+        text = re.sub(rf"^{key} = .*$", f"{key} = {lax}", text, count=1, flags=re.M)
+    profile.write_text(text.replace("[gates]\n", "[gates]\nmin_neighbour_agreement = 0.95\nmin_neighbour_recall = 0.0\n"))
+    texts = [t for t, _ in sst2_dev(limit=40)]
+    (outcome,) = convert(
+        str(models["outlier"]), profile, tmp_path / "out", recipes=["dynamic-int8"], texts=texts, log=lambda _: None
+    )
+    assert outcome.passed, outcome.error
+    info = outcome.rescue
+    assert set(info["plain_failed_gates"]) == {"min_neighbour_agreement"}
+    assert info["plain_failed_gates"]["min_neighbour_agreement"]["value"] < 0.95
+    assert info["kept_float"][0] == "/model/encoder/layer.1/attention/output/dense/MatMul"
+    assert validate(outcome.bundle)["parity"]["neighbour_agreement"] >= 0.95
 
 
 def test_static_int8_rescue(models, tmp_path: Path) -> None:
