@@ -137,6 +137,25 @@ def neighbours(embeddings: np.ndarray, k: int = K_NEIGHBOURS, chunk: int | None 
     return result
 
 
+def neighbour_agreement(
+    embeddings: np.ndarray, reference: np.ndarray, k: int = K_NEIGHBOURS
+) -> dict[str, float | None]:
+    """Does each text keep its nearest other text? Search is judged by rank, not by cosine: int8 MiniLM
+    with mean cosine 0.992 to fp32 changed the nearest neighbour of 19 % of 300 SST-2 texts.
+
+    ``neighbour_agreement``: share of texts whose nearest other text under ``reference`` is also their
+    nearest under ``embeddings`` (top-1); ``neighbour_recall``: share where it is among the ``k`` nearest.
+    None for fewer than 2 texts (no other text to find).
+    """
+    if len(embeddings) < 2:
+        return {"neighbour_agreement": None, "neighbour_recall": None}
+    near, reference_near = neighbours(embeddings, k), neighbours(reference, 1)[:, 0]
+    return {
+        "neighbour_agreement": float(np.mean(near[:, 0] == reference_near)),
+        "neighbour_recall": float(np.mean((near == reference_near[:, None]).any(axis=1))),
+    }
+
+
 def knn_accuracy(near: np.ndarray, labels: np.ndarray) -> float:
     """Leave-one-out k-NN: majority label of the neighbours, ties going to the nearer one."""
     votes = labels[near]
@@ -166,7 +185,7 @@ def embedding_metrics(
         worst_cosine=float(np.min(cosine)),
         # fp32's nearest text among the bundle's k nearest: robust to near-ties between paraphrases,
         # where the strict top-1 flips on rounding noise (measured 0.90 for int8 MiniLM on CLINC150)
-        neighbour_recall=float(np.mean([a in b for a, b in zip(fp32_near[:, 0], near, strict=True)])),
+        neighbour_recall=float(np.mean((near == fp32_near[:, :1]).any(axis=1))),
         same_nearest_neighbour=float(np.mean(near[:, 0] == fp32_near[:, 0])),
         top_k_overlap=float(np.mean(overlap)),
         error_histogram=error_histogram(embeddings, fp32_embeddings),

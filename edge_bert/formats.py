@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from edge_bert.schema import CHECK, at_least, each
+from edge_bert.schema import CHECK, at_least, between, each
 
 #: real texts used to calibrate int8 activations, unless a recipe says otherwise
 CALIBRATION_SAMPLES = 64
@@ -61,6 +61,8 @@ class OnnxDynamicInt8Options(Int8Options):
     reduce_range: bool = False
     weight_type: Literal["int8", "uint8"] = "int8"
     fuse_attention: bool = True
+    #: SmoothQuant migration strength (converters/onnx_smooth.py); unset: off
+    smooth_alpha: float | None = field(default=None, metadata={CHECK: between(0.0, 1.0)})
 
 
 @dataclass(frozen=True)

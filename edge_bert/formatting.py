@@ -23,6 +23,7 @@ GATE_LABELS = {
     "min_accuracy_pct_of_fp32": "accuracy % of fp32",
     "min_prediction_agreement": "prediction agreement with fp32",
     "min_neighbour_recall": "fp32 nearest neighbour in top 5",
+    "min_neighbour_agreement": "same nearest neighbour as fp32",
     "min_top1_agreement": "golden top-1 agreement (clear margin)",
     "min_collapse_cosine": "worst cosine (collapse floor)",
 }

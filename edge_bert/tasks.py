@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_bert.accuracy import classification_metrics, embedding_metrics
+from edge_bert.accuracy import classification_metrics, embedding_metrics, neighbour_agreement
 from edge_bert.evaldata import match_labels
 from edge_bert.metrics import parity
 from edge_bert.profiles import Gates
@@ -24,12 +24,19 @@ _PARITY_GATES = {
     "min_cosine": ("mean_cosine", "min"),
     "min_worst_cosine": ("worst_cosine", "min"),
     "max_rel_error": ("max_rel_error", "max"),
+    # embeddings only (None for a classifier, so never checked): measured among the golden texts
+    "min_neighbour_agreement": ("neighbour_agreement", "min"),
+    "min_neighbour_recall": ("neighbour_recall", "min"),
 }
-#: gates on labelled data: name -> metric
+#: measured among the golden texts but deciding only on labelled data (Task.deciding_gates says why)
+_REPORTED_ON_GOLDEN = {"min_neighbour_agreement", "min_neighbour_recall"}
+#: gates on labelled data: name -> metric; where a golden gate has the same name, the data's value
+#: (more texts, the user's own domain) replaces the golden one
 _DATA_GATES = {
     "min_accuracy_pct_of_fp32": "accuracy_pct_of_fp32",
     "min_prediction_agreement": "agreement",
     "min_neighbour_recall": "neighbour_recall",
+    "min_neighbour_agreement": "same_nearest_neighbour",
 }
 
 
@@ -66,7 +73,11 @@ class Task:
         return Answer(probabilities, index, labels[index] if labels and index < len(labels) else None)
 
     def parity(self, outputs: np.ndarray, reference: np.ndarray, gates: Gates) -> dict[str, float | None]:
-        return parity(outputs, reference, self.classification, gates.top1_margin)
+        result = parity(outputs, reference, self.classification, gates.top1_margin)
+        if not self.classification:  # search is judged by rank: does each text keep its nearest text?
+            flat = np.asarray(outputs, np.float32).reshape(len(outputs), -1)
+            result |= neighbour_agreement(flat, np.asarray(reference, np.float32).reshape(len(reference), -1))
+        return result
 
     def evaluate(
         self, outputs: np.ndarray, fp32: np.ndarray | None, labels: list[str] | None, label_names: list[str] | None
@@ -86,9 +97,12 @@ class Task:
         fp32 and prediction agreement - and its golden probability cosine only guards against a
         collapse (``min_collapse_cosine``): with many classes the worst per-text cosine is dominated
         by near-ties and refused int8 models that kept 99.8 % of fp32's accuracy. Embeddings keep
-        cosine as a gate: the vector itself is the product.
+        cosine as a gate: the vector itself is the product. Its rank among other texts
+        (``min_neighbour_agreement``, ``min_neighbour_recall``) decides on labelled data - the user's own
+        texts, enough of them to mean something - and is measured and reported among the golden texts,
+        where one text of ~200 moves it by 0.005 (bundles at 0.953 there scored 0.89-0.91 on 300 SST-2 texts).
         """
-        golden = set(_PARITY_GATES)
+        golden = set(_PARITY_GATES) - _REPORTED_ON_GOLDEN
         if accuracy is None:
             return golden
         data = {name for name, metric in _DATA_GATES.items() if accuracy.get(metric) is not None}
@@ -107,7 +121,9 @@ class Task:
         if "min_collapse_cosine" in deciding:
             checks["min_collapse_cosine"] = (golden.get("worst_cosine"), "min")
         for name, metric in _DATA_GATES.items():
-            checks[name] = ((accuracy or {}).get(metric), "min")
+            value = (accuracy or {}).get(metric)
+            if value is not None or name not in checks:
+                checks[name] = (value, "min")
         verdicts = {}
         for name, (value, direction) in checks.items():
             if value is None:

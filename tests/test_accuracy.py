@@ -142,15 +142,17 @@ def test_unknown_labels_stop_convert_before_export(tiny_models, tmp_path: Path) 
 
 @requires((SHARED_DATA / "clinc150").is_dir(), "CLINC150 not found")
 def test_minilm_embeddings_keep_clinc150_retrieval(tmp_path: Path) -> None:
-    """Real weights, real labelled data: int8 MiniLM keeps k-NN intent accuracy and neighbours."""
+    """Real weights, real labelled data: int8 MiniLM keeps k-NN intent accuracy and fp32's nearest text
+    among its 5 nearest, but not the nearest text itself (0.897 measured on these 1,500 texts): the
+    neighbour top-1 gate, measured on the data, refuses it - mean cosine (0.993) does not show it."""
     data = read_labelled(SHARED_DATA / "clinc150" / "data_full.json", split="test", limit=1500)
-    (outcome,) = convert(
-        None, "x86-vnni", tmp_path, formats=["onnx"], recipes=["dynamic-int8"], eval_data=data, log=lambda _: None
-    )
-    assert outcome.passed, outcome.error
+    (outcome,) = convert(None, "x86-vnni", tmp_path, formats=["onnx"], recipes=["dynamic-int8"], eval_data=data,
+                         allow_rescue=False, log=lambda _: None)  # fmt: skip
+    assert not outcome.passed and "min_neighbour_agreement" in outcome.error
     metrics = outcome.accuracy
     assert metrics["fp32_knn_accuracy"] > 0.8  # a real sentence encoder on 150 intents, not chance (0.007)
     assert metrics["accuracy_pct_of_fp32"] >= 99.0 and metrics["neighbour_recall"] >= 0.95
+    assert metrics["same_nearest_neighbour"] < 0.95
     assert np.isclose(metrics["mean_cosine"], 1, atol=0.01)
 
 

@@ -6,6 +6,7 @@ The rescue must find that projection, keep it float, and pass the shipped gates.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from conftest import minilm_dir, sst2_dev, tiny_config, with_static_int8
 from edge_bert.bundle import open_bundle
 from edge_bert.converters.convert import convert
 from edge_bert.converters.tflite_sensitivity import short_name
+from edge_bert.evaldata import LabelledData
 from edge_bert.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +114,68 @@ def test_rescue_keeps_the_broken_projection_float(models, tmp_path: Path, fmt: s
     result = validate(rescued.bundle)  # the runner agrees, from the bundle alone
     assert result["passed"] and result["parity"]["worst_cosine"] > 0.97
     assert np.isfinite(result["parity"]["max_abs_error"])
+
+
+def test_neighbour_gate_alone_triggers_rescue(models, tmp_path: Path) -> None:
+    """With the cosine and error gates out of the way, the neighbour gate alone (on labelled data, where it
+    decides) refuses the outlier's int8 embeddings (texts lose their nearest text); the rescue keeps the
+    broken projection float."""
+    profile = tmp_path / "neighbours-only.toml"
+    text = (ROOT / "targets" / "x86-vnni.toml").read_text()
+    for key, lax in (("min_cosine", -1.0), ("min_worst_cosine", -1.0), ("max_rel_error", 100.0)):
+        text = re.sub(rf"^{key} = .*$", f"{key} = {lax}", text, count=1, flags=re.M)
+    profile.write_text(
+        text.replace(
+            "[gates]\n",
+            "[gates]\nmin_neighbour_agreement = 0.95\nmin_neighbour_recall = 0.0\nmin_accuracy_pct_of_fp32 = 0.0\n",
+        )
+    )
+    rows = sst2_dev(limit=40)
+    texts = [t for t, _ in rows]
+    data = LabelledData(texts, [str(y) for _, y in rows], {"name": "sst2-dev-40"})
+    (outcome,) = convert(
+        str(models["outlier"]), profile, tmp_path / "out", formats=["onnx"], recipes=["dynamic-int8"], texts=texts,
+        eval_data=data, log=lambda _: None,
+    )  # fmt: skip
+    assert outcome.passed, outcome.error
+    info = outcome.rescue
+    assert set(info["plain_failed_gates"]) == {"min_neighbour_agreement"}
+    assert info["plain_failed_gates"]["min_neighbour_agreement"]["value"] < 0.95
+    assert info["kept_float"][0] == "/model/encoder/layer.1/attention/output/dense/MatMul"
+    assert validate(outcome.bundle, data=data)["gates"]["min_neighbour_agreement"]["value"] >= 0.95
+
+
+def test_smoothquant_keeps_the_function_and_flattens_the_outlier(models, tmp_path: Path) -> None:
+    """SmoothQuant (smooth_alpha) divides the projection's outlier input channel and multiplies its
+    weights back: the fp32 graph computes the same, and per-tensor int8 no longer breaks on it."""
+    import onnxruntime as ort
+
+    from edge_bert.converters.onnx_smooth import smooth
+    from edge_bert.session import make_feeds
+
+    texts = [t for t, _ in sst2_dev(limit=40)]
+    profile = tmp_path / "smooth.toml"
+    text = (ROOT / "targets" / "x86-vnni.toml").read_text()
+    profile.write_text(text.replace("[onnx.recipe.dynamic-int8]\n", "[onnx.recipe.dynamic-int8]\nsmooth_alpha = 0.8\n"))
+    options = {"formats": ["onnx"], "recipes": ["dynamic-int8"], "texts": texts, "allow_rescue": False,
+               "log": lambda _: None}  # fmt: skip
+    (plain,) = convert(str(models["outlier"]), "x86-vnni", tmp_path / "plain", **options)
+    (smoothed,) = convert(str(models["outlier"]), profile, tmp_path / "smooth", **options)
+    assert plain.parity["worst_cosine"] < 0.9 < smoothed.parity["worst_cosine"]
+    assert smoothed.parity["mean_cosine"] > plain.parity["mean_cosine"]
+    (fp32,) = convert(str(models["outlier"]), "x86-vnni", tmp_path / "fp32", formats=["onnx"], recipes=["fp32"],
+                      log=lambda _: None)  # fmt: skip
+    bundle = open_bundle(fp32.bundle)
+    dtypes = {spec.name: np.dtype(spec.dtype) for spec in bundle.manifest.inputs}
+    feeds = [make_feeds(ids[:n], types[:n], dtypes, n) for ids, types, n in zip(*(bundle.golden()[k] for k in (
+        "input_ids", "token_type_ids", "lengths")), strict=True)]  # fmt: skip
+    nodes = smooth(bundle.model_path, tmp_path / "smoothed.onnx", feeds[:8], alpha=0.8)
+    assert nodes >= 2 * 4  # attention (fused) and 3 projections in each of the 2 layers
+    before, after = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in
+                     (bundle.model_path, tmp_path / "smoothed.onnx"))  # fmt: skip
+    for feed in feeds[8:16]:
+        expected, got = before.run(None, feed)[0], after.run(None, feed)[0]
+        np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
 
 
 def test_static_int8_rescue(models, tmp_path: Path) -> None:

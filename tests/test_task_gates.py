@@ -1,6 +1,7 @@
 """Gates that fit the task: with labelled data a classifier is judged on accuracy and agreement (its
-golden probability cosine only guards against collapse), embeddings keep cosine as a gate, golden top-1
-ignores near-ties, and a rescue runs only for a gate that decides."""
+golden probability cosine only guards against collapse), embeddings keep cosine as a gate and are judged
+on whether each text keeps its nearest neighbour, golden top-1 ignores near-ties, and a rescue runs only
+for a gate that decides."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LABELS, sst2_dev
+from conftest import LABELS, minilm_dir, sst2_dev
 
+from edge_bert.accuracy import neighbour_agreement
+from edge_bert.bundle import open_bundle
 from edge_bert.converters.convert import convert
 from edge_bert.evaldata import LabelledData
 from edge_bert.metrics import parity
-from edge_bert.profiles import load_profile
+from edge_bert.profiles import Gates, load_profile
+from edge_bert.tasks import TASKS, failed_gates, passed
 from edge_bert.validate import bundle_gates, validate
 
 TINY_PROFILE = Path(__file__).parent / "profiles" / "tiny-random.toml"
@@ -30,8 +34,10 @@ def _data(rows: int = 120) -> LabelledData:
 @pytest.fixture(scope="module")
 def int8_bundles(tiny_models, tmp_path_factory) -> dict[str, Path]:
     """A classifier and an embedding model, each dynamic-int8 with an fp32 reference on labelled data."""
+    import torch
     import transformers
 
+    torch.manual_seed(0)
     out = tmp_path_factory.mktemp("task-gates")
     embedder = out / "embedder"
     transformers.BertModel(transformers.BertConfig(**_tiny_bert())).save_pretrained(embedder)
@@ -52,7 +58,6 @@ def _tiny_bert() -> dict:
 
 def test_classifier_with_labelled_data_is_judged_on_the_task(int8_bundles):
     bundle = int8_bundles["classifier"]
-    from edge_bert.bundle import open_bundle
 
     strict = bundle_gates(open_bundle(bundle)).merged(IMPOSSIBLE)
     golden_only = validate(bundle, gates=strict)
@@ -74,7 +79,6 @@ def test_classifier_with_labelled_data_is_judged_on_the_task(int8_bundles):
 
 def test_embeddings_keep_cosine_as_a_gate(int8_bundles):
     bundle = int8_bundles["embedder"]
-    from edge_bert.bundle import open_bundle
 
     strict = bundle_gates(open_bundle(bundle)).merged(IMPOSSIBLE)
     result = validate(bundle, gates=strict, data=_data())
@@ -114,3 +118,72 @@ def test_no_rescue_for_a_gate_that_does_not_decide(tiny_models, tmp_path):
                              texts=texts, log=messages.append)  # fmt: skip
     assert any("rescue" in m for m in messages)  # here the gate decides, so rescue was tried
     assert not golden_only.passed or golden_only.rescue is not None
+
+
+def _on_circle(degrees: list[float]) -> np.ndarray:
+    radians = np.deg2rad(degrees)
+    return np.stack([np.cos(radians), np.sin(radians)], axis=1)
+
+
+def test_neighbour_agreement_on_known_geometry():
+    """Texts on a circle at 0, 10, 50 and 70 degrees: nearest others 1, 0, 3, 2. Moving text 0 to 35
+    degrees makes 2 its nearest (15 < 25) and itself the nearest of text 2 (15 < 20): two of four keep
+    their nearest; both lost ones are still second nearest, so recall@2 is 1."""
+    reference = _on_circle([0, 10, 50, 70])
+    moved = _on_circle([35, 10, 50, 70])
+    assert neighbour_agreement(reference, reference) == {"neighbour_agreement": 1.0, "neighbour_recall": 1.0}
+    assert neighbour_agreement(moved, reference, k=1) == {"neighbour_agreement": 0.5, "neighbour_recall": 0.5}
+    assert neighbour_agreement(moved, reference, k=2) == {"neighbour_agreement": 0.5, "neighbour_recall": 1.0}
+    assert neighbour_agreement(3.0 * moved, reference, k=2)["neighbour_agreement"] == 0.5  # by cosine, not length
+    assert neighbour_agreement(moved[:1], reference[:1])["neighbour_agreement"] is None  # no other text
+
+
+def test_neighbour_gate_reported_on_golden_decides_on_data_and_absent_for_classifiers():
+    reference = _on_circle([0, 10, 50, 70])
+    moved = _on_circle([35, 10, 50, 70])  # mean cosine 0.96: only the neighbour gate fails here
+    lax = Gates(min_cosine=0.9, min_worst_cosine=0.0, max_rel_error=1.0)
+    task = TASKS["feature-extraction"]
+    metrics = task.parity(moved, reference, lax)
+    verdicts = task.gate(metrics, None, lax)
+    assert verdicts["min_neighbour_agreement"] == {"threshold": 0.95, "value": 0.5, "pass": False, "decides": False}
+    assert [name for name, v in verdicts.items() if not v["pass"]] == ["min_neighbour_agreement"]
+    assert passed(verdicts)  # measured and reported among the golden texts, not deciding there
+    # labelled data, when given, replaces the golden value (more texts, the user's domain) and decides
+    verdicts = task.gate(metrics, {"same_nearest_neighbour": 0.97, "neighbour_recall": 1.0}, lax)
+    assert verdicts["min_neighbour_agreement"] == {"threshold": 0.95, "value": 0.97, "pass": True, "decides": True}
+    verdicts = task.gate(metrics, {"same_nearest_neighbour": 0.90, "neighbour_recall": 1.0}, lax)
+    assert not passed(verdicts) and failed_gates(verdicts).keys() == {"min_neighbour_agreement"}
+    classifier = TASKS["text-classification"]
+    logits = np.eye(4) * 5
+    assert "min_neighbour_agreement" not in classifier.gate(classifier.parity(logits, logits, lax), None, lax)
+
+
+def test_neighbour_gate_on_a_real_bundle(int8_bundles):
+    """Measured among the golden texts on the device and reported; on labelled data it alone can refuse."""
+    bundle = int8_bundles["embedder"]
+    shipped = validate(bundle)
+    gate = shipped["gates"]["min_neighbour_agreement"]
+    assert not gate["decides"] and gate["value"] == shipped["parity"]["neighbour_agreement"]
+    golden = open_bundle(bundle).golden()
+    assert shipped["parity"]["samples"] == len(golden["texts"])
+    assert 0.5 < gate["value"] < 1.0  # int8 reorders a few neighbours of this random model
+    too_tight = bundle_gates(open_bundle(bundle)).merged({"min_neighbour_agreement": 1.0})
+    assert validate(bundle, gates=too_tight)["passed"]  # golden: reported only
+    with_data = validate(bundle, gates=too_tight, data=_data())
+    assert not with_data["passed"] and with_data["gates"]["min_neighbour_agreement"]["decides"]
+    assert [k for k, v in with_data["gates"].items() if not v["pass"] and v["decides"]] == ["min_neighbour_agreement"]
+
+
+def test_embedding_golden_set_is_dense(tmp_path):
+    """Embedding models get the built-in neighbour texts as golden texts too; classifiers do not."""
+    import transformers
+
+    from edge_bert.textdata import builtin_texts
+
+    embedder = tmp_path / "embedder"
+    transformers.BertModel(transformers.BertConfig(**_tiny_bert())).save_pretrained(embedder)
+    transformers.AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(embedder)
+    (outcome,) = convert(str(embedder), TINY_PROFILE, tmp_path / "out", recipes=["fp32"], log=lambda _: None)
+    golden = open_bundle(outcome.bundle).golden()
+    expected = builtin_texts("sentences") + builtin_texts("neighbours")
+    assert len(builtin_texts("neighbours")) >= 150 and list(golden["texts"]) == expected

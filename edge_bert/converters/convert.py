@@ -108,6 +108,7 @@ def convert(
     specs = _formats_to_produce(profile, formats, log)
     if task is not None:
         task_config(task)
+    builtin = texts is None and eval_data is None
     if texts is None:
         texts = golden_sample(eval_data) if eval_data is not None else builtin_texts("sentences")
     if not texts:
@@ -123,11 +124,16 @@ def convert(
     limit = min(int(n) for n in limits if n)
     if eval_data is not None:
         check_labels(eval_data, loaded.task, loaded.labels)
+    calibration_texts = calibration_texts or texts + builtin_texts("paragraphs")
+    if builtin and loaded.task == "feature-extraction":
+        # a dense set of short texts on few topics, where int8 rounding can reorder neighbours: the 27
+        # varied sentences alone are too far apart to show it (min_neighbour_agreement)
+        texts = texts + builtin_texts("neighbours")
     graph = build_graph(loaded.task, loaded.model, loaded.pooling, loaded.normalize)
     golden = make_golden(graph, loaded.tokenizer, texts, loaded.arch.inputs, limit)
     if golden.truncated:
         log(f"{len(golden.truncated)} golden text(s) longer than {limit} tokens were truncated")
-    ids, types, _ = tokenize(loaded.tokenizer, calibration_texts or golden.texts + builtin_texts("paragraphs"), limit)
+    ids, types, _ = tokenize(loaded.tokenizer, calibration_texts, limit)
     calibration = [(np.asarray(i, np.int64), np.asarray(t, np.int64)) for i, t in zip(ids, types, strict=True)]
     reference = None
     if eval_data is not None:

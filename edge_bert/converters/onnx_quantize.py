@@ -27,7 +27,9 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from edge_bert.converters.onnx_smooth import smooth
 from edge_bert.converters.registry import ArchitectureConfig
+from edge_bert.formats import CALIBRATION_SAMPLES
 from edge_bert.profiles import Recipe
 
 _QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -160,6 +162,12 @@ def _dynamic_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]
         "weight_type": options.weight_type,
         "keep_float": _kept_float(recipe),
     }
+    if options.smooth_alpha is not None:
+        smoothed = dst.with_name(f"smoothed-{dst.name}")
+        samples = calibration[:CALIBRATION_SAMPLES]
+        nodes = smooth(src, smoothed, samples, options.smooth_alpha)
+        settings["smoothquant"] = {"alpha": options.smooth_alpha, "nodes": nodes, "calibration_samples": len(samples)}
+        src = smoothed
     quantize_dynamic(
         src,
         dst,
@@ -169,6 +177,8 @@ def _dynamic_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]
         nodes_to_exclude=settings["keep_float"] or None,
         extra_options=_EXTRA,
     )
+    if options.smooth_alpha is not None:
+        src.unlink()
     return settings
 
 
