@@ -82,6 +82,12 @@ class TfliteFullInt8Options(RecipeOptions):
 
 
 @dataclass(frozen=True)
+class TfliteFullInt16x8Options(TfliteFullInt8Options):
+    """int16 activations, int8 weights (a16w8, TFLite's "16x8" mode): an integer graph for NPU delegates
+    with 256x finer activations than full-int8; CPU kernels for it are mostly reference (slow)."""
+
+
+@dataclass(frozen=True)
 class OnnxOptions:
     """The ``[onnx]`` table of a profile (besides ``recipes`` and ``recipe``)."""
 
@@ -149,6 +155,7 @@ FORMATS: dict[str, FormatDescriptor] = {
             "dynamic-int8": Int8Options,
             "weight-only-int8": Int8Options,
             "full-int8": TfliteFullInt8Options,
+            "full-int16x8": TfliteFullInt16x8Options,
         },
     ),
 }

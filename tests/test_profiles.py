@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge_bert.errors import ProfileError
+from edge_bert.formats import TfliteFullInt16x8Options
 from edge_bert.profiles import Gates, list_profiles, load_profile
 
 
@@ -19,9 +20,12 @@ def test_shipped_profiles():
     # the ISA difference is data: reduce_range where the CPU lacks int8 dot products
     assert profiles["x86"].formats["onnx"].recipe("dynamic-int8").options.reduce_range is True
     assert profiles["x86-vnni"].formats["onnx"].recipe("dynamic-int8").options.reduce_range is False
-    # an attempt, not a requirement: full-int8 for NPU delegates is refused for most models
-    assert profiles["android"].formats["tflite"].recipe("full-int8").required is False
+    # an attempt, not a requirement: integer activations for NPU delegates are refused for many models
     assert profiles["android"].formats["tflite"].recipe("dynamic-int8").required is True
+    # int16 activations, int8 weights: its own typed options
+    a16w8 = profiles["android"].formats["tflite"].recipe("full-int16x8")
+    assert isinstance(a16w8.options, TfliteFullInt16x8Options) and a16w8.required is False
+    assert a16w8.options.calibration_samples == 64
     assert profiles["x86"].formats["onnx"].recipe("fp32").gates.max_rel_error == 0.001
 
 
@@ -84,6 +88,16 @@ def test_recipe_gates_override_profile_gates():
             'name = "a"\nformats = ["tflite"]\n[tflite]\nrecipes = ["full-int8"]\n'
             "[tflite.recipe.full-int8]\nrescue = true\n",
             r"tflite.recipe.full-int8.rescue: unknown key",
+        ),
+        (
+            'name = "a"\nformats = ["tflite"]\n[tflite]\nrecipes = ["full-int16x8"]\n'
+            "[tflite.recipe.full-int16x8]\nkeep_float = []\n",
+            r"tflite.recipe.full-int16x8.keep_float: unknown key; known keys here: required, calibration_samples",
+        ),
+        (
+            'name = "a"\nformats = ["tflite"]\n[tflite]\nrecipes = ["full-int16x8"]\n'
+            "[tflite.recipe.full-int16x8]\ncalibration_samples = 0\n",
+            r"tflite.recipe.full-int16x8.calibration_samples: must be ≥ 1",
         ),
     ],
 )

@@ -17,16 +17,19 @@ from edge_bert.bench import bench
 from edge_bert.bundle import open_bundle
 from edge_bert.converters.convert import convert
 from edge_bert.converters.registry import REGISTRY
-from edge_bert.converters.tflite_export import check_builtin_ops, op_inventory
+from edge_bert.converters.tflite_export import check_builtin_ops, float_ops, op_inventory
+from edge_bert.converters.tflite_quantize import quantize
 from edge_bert.errors import BundleError, ConversionError
+from edge_bert.profiles import load_profile
 from edge_bert.session import BundleSession
+from edge_bert.tasks import TASKS, passed
 from edge_bert.validate import validate
 
 TFLITE_PROFILE = Path(__file__).parent / "profiles" / "tiny-random-tflite.toml"
-RECIPES = ["dynamic-int8", "fp16", "fp32", "weight-only-int8", "full-int8"]
+RECIPES = ["dynamic-int8", "fp16", "fp32", "weight-only-int8", "full-int8", "full-int16x8"]
 #: full-int8 (int8 activations) is for NPUs; on untrained tiny models it may miss even the loose
 #: gates (measured: BERT worst cosine -0.2). It must then be refused, never written.
-MAY_FAIL = {"full-int8"}
+MAY_FAIL = {"full-int8", "full-int16x8"}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +86,65 @@ def test_int8_and_fp16_are_smaller(arch, converted):
     assert sizes["fp16"] < 0.7 * sizes["fp32"]
 
 
+def _interpreter_float_ops(path: Path) -> tuple[dict[str, int], set[str]]:
+    """Independent of the flatbuffer reader: LiteRT's own view of the first signature's ops (no XNNPACK
+    rewrite), as float-computing op -> count, and the dtypes of every activation tensor it quantized."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    counts: dict[str, int] = {}
+    quantized = set()
+    for op in interpreter._get_ops_details():
+        dtypes = [tensors[i]["dtype"] for i in [*op["inputs"], *op["outputs"]] if i >= 0]
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            quantized |= {np.dtype(tensors[i]["dtype"]).name for i in op["outputs"]}
+        elif any(np.issubdtype(d, np.floating) for d in dtypes):
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return counts, quantized
+
+
+@pytest.mark.parametrize(("recipe", "activations"), [("full-int8", "int8"), ("full-int16x8", "int16")])
+def test_full_integer_recipes_report_their_float_ops_and_the_verdict_matches_the_manifest(
+    converted, tmp_path, recipe, activations
+):
+    """What an NPU delegate needs: integer activations; the manifest says which ops still compute in float."""
+    fp32 = open_bundle(converted["bert"]["fp32"].bundle)
+    spec = load_profile(TFLITE_PROFILE).formats["tflite"]
+    golden = fp32.golden()  # real SST-2 token ids
+    rows = zip(golden["input_ids"], golden["token_type_ids"], golden["lengths"], strict=True)
+    calibration = [(ids[:n], types[:n]) for ids, types, n in rows]
+    dst = tmp_path / "model.tflite"
+    settings = quantize(spec.recipe(recipe), fp32.model_path, dst, ("input_ids", "attention_mask", "token_type_ids"),
+                        [16, 32, 64], calibration)  # fmt: skip
+    assert settings["activations"].startswith(activations)
+    assert settings["float_ops"] == float_ops(dst) and settings["integer_graph"] == (not settings["float_ops"])
+    seen, quantized = _interpreter_float_ops(dst)
+    # three signatures of the same structure: LiteRT's view of one, times three, is what the file says
+    assert {op: 3 * n for op, n in seen.items()} == settings["float_ops"]
+    assert activations in quantized
+    # matmuls and softmax run on integer activations (the vocabulary lookup, and in int16 the LayerNorm
+    # SQUARED_DIFFERENCE, are what the quantizer leaves float)
+    assert "FULLY_CONNECTED" not in seen and "BATCH_MATMUL" not in seen and "SOFTMAX" not in seen
+    if activations == "int16":  # padding is masked again: the same text padded 16 -> 64 barely moves
+        assert settings["attention_mask_rescaled"] == 3  # one attention-mask select per signature
+        backend = LiteRtBackend(dst.read_bytes(), threads=2)
+        short = np.stack([backend.run(_feeds(ids[:10], 16))["logits"][0] for ids, _ in calibration[:8]])
+        padded = np.stack([backend.run(_feeds(ids[:10], 64))["logits"][0] for ids, _ in calibration[:8]])
+        cosine = np.sum(short * padded, axis=1) / (np.linalg.norm(short, axis=1) * np.linalg.norm(padded, axis=1))
+        assert cosine.mean() > 0.99, cosine
+    outcome = converted["bert"][recipe]
+    assert outcome.settings["float_ops"] == settings["float_ops"]  # the convert reports it, written or not
+    if outcome.passed:  # written: its manifest carries the same claim and the gate figures validate reproduces
+        manifest = open_bundle(outcome.bundle).manifest.to_dict()
+        assert manifest["recipe"]["settings"]["float_ops"] == float_ops(open_bundle(outcome.bundle).model_path)
+        assert passed(manifest["conversion_check"]["gates"]) and validate(outcome.bundle)["passed"]
+    else:
+        assert outcome.bundle is None and "failed its parity gate" in outcome.error
+
+
 def test_smallest_fitting_signature_is_used_and_long_text_truncated(converted):
     session = BundleSession(open_bundle(converted["bert"]["fp32"].bundle))
     backend = session.backend
@@ -103,6 +165,13 @@ def test_smallest_fitting_signature_is_used_and_long_text_truncated(converted):
     assert encoded.truncated and len(encoded.ids) == 64
     with pytest.raises(BundleError, match="no signature for 48 tokens"):
         backend.run({name: np.zeros((1, 48), np.int32) for name in backend.input_names})
+
+
+def _feeds(ids: np.ndarray, length: int) -> dict[str, np.ndarray]:
+    feeds = {name: np.zeros((1, length), np.int32) for name in ("input_ids", "attention_mask", "token_type_ids")}
+    feeds["input_ids"][0, : len(ids)] = ids
+    feeds["attention_mask"][0, : len(ids)] = 1
+    return feeds
 
 
 def _pad(array: np.ndarray, length: int) -> np.ndarray:
@@ -210,6 +279,30 @@ def test_minilm_dynamic_int8_matches_sentence_transformers_and_ships_app_extras(
         assert row["flops"] == bundle.manifest.flops.per_seq_length[str(row["seq_length"])] > 0
         assert row["gflops_per_s"] > 0 and row["pct_of_peak"] > 0
     assert result["roofline"]["compared_with"] == "int8" and result["roofline"]["peak"]["int8"]["gflops_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_minilm_full_int16x8_verdict_is_the_profiles_gates_on_its_figures(tmp_path):
+    """Real weights, shipped android profile: the a16w8 attempt is converted, its integer claim is read
+    back from the file, and written or refused exactly as the profile's gates say for its figures."""
+    from conftest import sst2_dev
+
+    golden = [text for text, _ in sst2_dev(limit=32)]
+    (outcome,) = convert(
+        None, "android", tmp_path, texts=golden, formats=["tflite"], recipes=["full-int16x8"], log=lambda _: None
+    )
+    recipe = load_profile("android").formats["tflite"].recipe("full-int16x8")
+    verdicts = TASKS["feature-extraction"].gate(outcome.parity, None, recipe.gates)
+    assert outcome.passed == passed(verdicts) and outcome.required is False
+    settings = outcome.settings
+    assert settings["activations"].startswith("int16") and settings["integer_graph"] == (not settings["float_ops"])
+    # the encoder itself is integer: matmuls, softmax, GELU and LayerNorm arithmetic run on int16 activations
+    assert not {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GELU", "RSQRT"} & set(settings["float_ops"])
+    if outcome.passed:
+        manifest = open_bundle(outcome.bundle).manifest.to_dict()
+        assert manifest["recipe"]["settings"] == settings and validate(outcome.bundle)["passed"]
+    else:
+        assert outcome.bundle is None and "failed its parity gate" in outcome.error
 
 
 def test_tflite_validate_and_bench_run_without_torch(converted):

@@ -45,7 +45,7 @@ _TOOLS = (
     "tokenizers",
     "numpy",
     "litert-torch",
-    "ai-edge-quantizer",
+    "litert-quantizer",
     "ai-edge-litert",
 )
 
@@ -79,6 +79,8 @@ class RecipeOutcome:
     rescue: dict[str, Any] | None = None  # nodes kept float to pass the gate, and their cost
     #: False for a profile's attempts (``required = false``): a refusal is reported, not an error
     required: bool = True
+    #: what the recipe produced (the manifest's recipe settings), also when the gate refused it
+    settings: dict[str, Any] | None = None
 
 
 def convert(
@@ -225,6 +227,7 @@ def _produce_bundle(
 ) -> RecipeOutcome:
     start = time.perf_counter()
     log(f"recipe {recipe.name}: producing {final.name}")
+    settings: dict[str, Any] | None = None
     model_file = fmt.job.work / f"{recipe.name}-{fmt.model_file}"
 
     def outcome(
@@ -235,7 +238,7 @@ def _produce_bundle(
         seconds = time.perf_counter() - start
         return RecipeOutcome(
             fmt.name, recipe.name, bundle, error is None, parity, size, seconds, error, accuracy, rescued,
-            recipe.required,
+            recipe.required, settings,
         )  # fmt: skip
 
     try:
@@ -266,6 +269,7 @@ def _produce_bundle(
             metrics = (result["accuracy"] or {}).get("metrics")
             accuracy = summary(metrics) if metrics else None
             return outcome(None, {"parity": result["parity"], "accuracy": accuracy}, str(failure))
+    settings = bundle.manifest.recipe.settings  # a rescued bundle's: with the nodes it kept float
     return outcome(bundle.path, bundle.manifest.conversion_check, rescued=bundle.manifest.rescue)
 
 

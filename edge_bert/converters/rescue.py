@@ -1,7 +1,7 @@
 """Accuracy rescue: when a quantized recipe fails its gate, keep the most sensitive nodes in float.
 
 The format measures how much error each quantized node introduces (onnxruntime's qdq_loss_debug
-tools / AI Edge Quantizer's validate, on the calibration text); the worst 1, 2, 4, 8 ... nodes are
+tools / the LiteRT Quantizer's validate, on the calibration text); the worst 1, 2, 4, 8 ... nodes are
 then kept float and the recipe retried through the same gate, until it passes or the model is no
 longer smaller than an fp16 one. The bundle records which nodes stayed float and what that cost in
 size and in latency (timed here, on the host, plain vs rescued, so the trade is visible).

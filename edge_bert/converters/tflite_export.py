@@ -85,6 +85,31 @@ def op_inventory(path: Path) -> dict[str, list[str]]:
     }
 
 
+def float_ops(path: Path) -> dict[str, int]:
+    """Operators that compute in float (a float input or output), QUANTIZE/DEQUANTIZE aside, counted over
+    every signature's subgraph: what an integer-only NPU delegate would hand back to the CPU."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    floats = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.TensorType.FLOAT64}
+    model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    ops = [names.get(op, f"BUILTIN_{op}") for op in (max(c.BuiltinCode(), c.DeprecatedBuiltinCode()) for c in codes)]
+    counts: dict[str, int] = {}
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            name = ops[op.OpcodeIndex()]
+            tensors = [op.Inputs(i) for i in range(op.InputsLength())]
+            tensors += [op.Outputs(i) for i in range(op.OutputsLength())]
+            if name not in ("QUANTIZE", "DEQUANTIZE") and any(
+                t >= 0 and graph.Tensors(t).Type() in floats for t in tensors
+            ):
+                counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def check_builtin_ops(path: Path) -> list[str]:
     """Refuse a model that needs the Flex delegate or custom kernels: a plain LiteRT app cannot load it."""
     ops = op_inventory(path)

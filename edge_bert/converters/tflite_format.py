@@ -1,4 +1,4 @@
-"""LiteRT (.tflite): litert-torch export (parity-checked, builtin ops only), AI Edge Quantizer recipes."""
+"""LiteRT (.tflite): litert-torch export (parity-checked, builtin ops only), LiteRT Quantizer recipes."""
 
 from __future__ import annotations
 
@@ -22,15 +22,15 @@ from edge_bert.errors import BundleError, ConversionError, ProfileError
 from edge_bert.formats import FORMATS
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
 
-#: recipes whose ops can be kept float one by one (AI Edge Quantizer recipe overrides). Not full-int8:
-#: its error comes from int8 activations everywhere (LayerNorm, softmax, GELU), not from a few weighted ops
+#: recipes whose ops can be kept float one by one (LiteRT Quantizer recipe overrides). Not the full-integer
+#: kinds: a float op there breaks the integer graph they exist for, and their error is in activations
 RESCUABLE_KINDS = ("dynamic-int8", "weight-only-int8")
 
 
 class TfliteFormat(ModelFormat):
     descriptor = FORMATS["tflite"]
     input_dtype = "int32"
-    sensitivity_method = "AI Edge Quantizer validate (SNR per tensor): NSR(op output) - max NSR(op inputs)"
+    sensitivity_method = "LiteRT Quantizer validate (SNR per tensor): NSR(op output) - max NSR(op inputs)"
 
     @classmethod
     def static_lengths(cls, profile: TargetProfile, spec: FormatSpec) -> list[int] | None:

@@ -1,4 +1,4 @@
-"""Which LiteRT ops hurt accuracy when quantized: AI Edge Quantizer's ``validate`` per tensor.
+"""Which LiteRT ops hurt accuracy when quantized: the LiteRT Quantizer's ``validate`` per tensor.
 
 ``Quantizer.validate`` runs the float and the quantized model on the same real token sequences with
 every intermediate kept and reports the SNR of each tensor. Errors accumulate downstream, so an op
@@ -84,10 +84,10 @@ def rank_ops(
 ) -> list[tuple[str, float, int]]:
     """(output tensor name, error introduced, bytes it costs kept float) per weighted op, worst first.
 
-    ``quantizer`` is an ``ai_edge_quantizer.quantizer.Quantizer`` that has quantized the model under test;
+    ``quantizer`` is an ``litert_quantizer.quantizer.Quantizer`` that has quantized the model under test;
     ``test_data`` holds real inputs for one signature.
     """
-    from ai_edge_quantizer.utils.validation_utils import ValidationErrorMetric
+    from litert_quantizer.utils.validation_utils import ValidationErrorMetric
 
     logging.disable(logging.WARNING)
     try:
