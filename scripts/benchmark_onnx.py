@@ -13,6 +13,7 @@ sentences, checked after all timing. optimum needs transformers 4.57, so it expo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -115,7 +116,8 @@ def build_bundles(source: Path, target: str, name: str, reuse: bool) -> list[dic
             return outcomes
     log(f"converting {source} for target {target}")
     texts = builtin_texts("sentences")  # golden + calibration texts: disjoint from the SST-2 parity texts
-    results = convert(str(source), target, out, texts=texts, name=name, overwrite=True, log=log)
+    with contextlib.redirect_stdout(sys.stderr):  # litert-torch prints its progress: keep stdout for the report
+        results = convert(str(source), target, out, texts=texts, name=name, overwrite=True, log=log)
     keep = ("format", "recipe", "passed", "model_bytes", "parity", "seconds", "error")
     outcomes = [{**{k: getattr(o, k) for k in keep}, "bundle": str(o.bundle) if o.bundle else None} for o in results]
     record.write_text(json.dumps(outcomes, indent=2, default=str) + "\n")
@@ -263,10 +265,13 @@ def parity_check(
     int64 = {n: np.dtype(np.int64) for n in ("input_ids", "attention_mask", "token_type_ids")}
     encoded = [encoder.encode(t) for t in sst2_texts()]
     feeds = [make_feeds(e.ids, e.type_ids, int64, len(e.ids)) for e in encoded]
-    with torch.inference_mode():
-        reference = np.concatenate(
-            [graph(*(torch.from_numpy(f[n]) for n in loaded.arch.inputs)) for f in feeds]
-        )  # fmt: skip
+
+    def torch_run(feeds: Feeds) -> np.ndarray:
+        with torch.inference_mode():
+            out = graph(*(torch.from_numpy(feeds[n]) for n in loaded.arch.inputs))
+        return (out[0] if isinstance(out, tuple) else out).numpy()
+
+    reference = np.concatenate([torch_run(f) for f in feeds])
     head = (lambda r: r["logits"]) if classification else (
         lambda r: pool(r["last_hidden_state"], loaded.pooling, loaded.normalize))  # fmt: skip
     for v in variants:
