@@ -113,21 +113,24 @@ def _run_document(target: str, outcomes: list, results: list, passed: bool) -> d
 
 def _run_table(target: str, results: list) -> Table:
     lengths = [row["seq_length"] for row in results[0][1]["latency"]]
-    fp32 = {r["recipe"]: r for _, r in results}.get("fp32")
+    # each bundle against the fp32 of its own format (an int8 .tflite against the fp32 .tflite)
+    fp32 = {timing["format"]: timing for check, timing in results if check["recipe"] == "fp32"}
     table = Table(
         title=f"edge-bert run: {len(results)} bundles for target {_target_name(target)}" + emulated_note(results[0][1]),
         caption=machine_line(results[0][1]["machine"]) + f" · {results[0][1]['settings']['threads']} threads",
     )
     for column in (
-        ["recipe", "MB", "validate", "mean cos", "top-1"]
+        ["format", "recipe", "MB", "validate", "mean cos", "top-1"]
         + [f"p50 @{n} ms" for n in lengths]
-        + ["× fp32 @" + str(lengths[-1])]
+        + ["× its fp32 @" + str(lengths[-1])]
     ):
         table.add_column(column, justify="right")
     for check, timing in results:
         p50 = [row["p50_ms"] for row in timing["latency"]]
-        speedup = fp32["latency"][-1]["p50_ms"] / p50[-1] if fp32 else None
+        reference = fp32.get(timing["format"])
+        speedup = reference["latency"][-1]["p50_ms"] / p50[-1] if reference else None
         table.add_row(
+            timing["format"],
             check["recipe"],
             f"{timing['model_bytes'] / 1e6:.1f}",
             "[green]pass[/green]" if check["passed"] else "[red]fail[/red]",

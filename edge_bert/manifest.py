@@ -18,7 +18,8 @@ from edge_bert.formats import FORMATS
 from edge_bert.profiles import Gates
 from edge_bert.schema import CHECK, SchemaError, at_least, between, each, parse, to_plain
 
-SCHEMA_VERSION = 2
+#: 3 added ``flops`` (bench's roofline): a runner that reads 2 says so instead of "unknown key flops"
+SCHEMA_VERSION = 3
 MANIFEST = "manifest.json"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -10,7 +10,9 @@ by returning a dict from the wrapper.
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,8 @@ def convert_tflite(
         sample["attention_mask"] += 1
         converter.add_signature(signature_name(length), wrapper, sample_kwargs=sample)
     logging.getLogger("litert_torch").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+    # litert-torch prints its stage timings to stdout: keep stdout for edge-bert's own output (--json -)
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")
         converter.convert().export(str(path))
 
