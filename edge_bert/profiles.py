@@ -43,10 +43,10 @@ class Gates:
     99 is the MLPerf edge rule for BERT; ``min_prediction_agreement`` is the share of texts whose
     predicted class equals fp32's; ``min_neighbour_recall`` the share whose nearest other text under
     fp32 (by embedding cosine) is among the bundle's 5 nearest, ``min_neighbour_agreement`` the share
-    whose nearest other text is the same as under fp32 (top-1). Both neighbour gates are measured among
-    the golden texts too (embedding models get a dense built-in set for it, data/neighbours.txt); the
-    labelled data's value replaces the golden one when given. A classifier with labelled data is
-    judged on those; its per-sample probability cosine then only has to stay above
+    whose nearest other text is the same as under fp32 (top-1). Both neighbour gates decide on the labelled
+    data; among the golden texts (embedding models get a dense built-in set, data/neighbours.txt) they are
+    measured and reported only (too few texts to refuse a bundle on, tasks.Task.deciding_gates). A
+    classifier with labelled data is judged on those; its per-sample probability cosine then only has to stay above
     ``min_collapse_cosine`` (dominated by near-ties among many classes, it says little about the task).
     """
 

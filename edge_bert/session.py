@@ -169,7 +169,7 @@ class BundleSession:
     def prepare(self, text: str) -> dict[str, np.ndarray]:
         """Tokenize (truncating to the bundle's max length) and build the model's feeds."""
         ids, type_ids, _ = self.encoder.tokens(text)
-        return make_feeds(ids, type_ids, self._dtypes, self.padded_length(len(ids)))
+        return self.feeds(ids, type_ids)
 
     def post_process(self, outputs: dict[str, np.ndarray]) -> Answer:
         """The task's answer from the model outputs (tasks.Task.answer)."""

@@ -151,6 +151,7 @@ def _worker_onnx(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _worker_torch(spec: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
     import torch
 
     from edge_bert.bundle import open_bundle
@@ -171,7 +172,8 @@ def _worker_torch(spec: dict[str, Any]) -> dict[str, Any]:
     rows = {}
     for length in spec["seq_lengths"]:
         encoded = _texts(length, encoder)
-        arrays = {"input_ids": encoded.ids, "attention_mask": encoded.ids * 0 + 1, "token_type_ids": encoded.type_ids}
+        mask = np.ones_like(encoded.ids)
+        arrays = {"input_ids": encoded.ids, "attention_mask": mask, "token_type_ids": encoded.type_ids}
         feeds = {n: torch.from_numpy(arrays[n][None, :]) for n in names}
         rows[length] = _time(run, feeds, spec["warmup"], spec["runs"])
     return {"rows": rows}

@@ -149,6 +149,7 @@ def convert(
         graph, loaded.arch.inputs, profile, [n for spec in specs for n in _static(classes, spec, profile)], limit, log
     )
 
+    extra = {"flops": flops} if flops else {}
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="edge-bert-") as work_dir:
         for spec in specs:
@@ -158,7 +159,6 @@ def convert(
             export = fmt.export(log)
             for recipe in _recipes(spec, recipes):
                 final = out / _safe_id(f"{name}-{profile.name}-{spec.name}-{recipe.name}")
-                extra = {"flops": flops} if flops else {}
                 outcomes.append(
                     _produce_bundle(fmt, recipe, export, final, reference, overwrite, allow_rescue, log, extra)
                 )

@@ -88,16 +88,23 @@ def op_inventory(path: Path) -> dict[str, list[str]]:
     }
 
 
+def opcode_names(model: Any) -> list[str]:
+    """The builtin operator name of each opcode index of a flatbuffer ``schema.Model`` (op.OpcodeIndex())."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
+    return [names.get(op, f"BUILTIN_{op}") for op in (max(c.BuiltinCode(), c.DeprecatedBuiltinCode()) for c in codes)]
+
+
 def float_ops(path: Path) -> dict[str, int]:
     """Operators that compute in float (a float input or output), QUANTIZE/DEQUANTIZE aside, counted over
     every signature's subgraph: what an integer-only NPU delegate would hand back to the CPU."""
     from ai_edge_litert import schema_py_generated as schema
 
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     floats = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.TensorType.FLOAT64}
     model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
-    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
-    ops = [names.get(op, f"BUILTIN_{op}") for op in (max(c.BuiltinCode(), c.DeprecatedBuiltinCode()) for c in codes)]
+    ops = opcode_names(model)
     counts: dict[str, int] = {}
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge_bert.backends.litert import signature_name
-from edge_bert.converters.tflite_export import float_ops
+from edge_bert.converters.tflite_export import float_ops, opcode_names
 from edge_bert.converters.tflite_sensitivity import SAMPLES, keep_float_regex, rank_ops
 from edge_bert.errors import ConversionError
 from edge_bert.formats import CALIBRATION_SAMPLES
@@ -145,17 +145,14 @@ def repair_mask_scale(path: Path) -> int:
 
     data = bytearray(path.read_bytes())
     model = schema.Model.GetRootAsModel(data, 0)
-    codes = [
-        max(c.BuiltinCode(), c.DeprecatedBuiltinCode())
-        for c in map(model.OperatorCodes, range(model.OperatorCodesLength()))
-    ]
+    ops = opcode_names(model)
     repaired = 0
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
         for o in range(graph.OperatorsLength()):
             op = graph.Operators(o)
             out = graph.Tensors(op.Outputs(0)) if op.OutputsLength() else None
-            if codes[op.OpcodeIndex()] != schema.BuiltinOperator.SELECT_V2 or out.Type() != schema.TensorType.INT16:
+            if ops[op.OpcodeIndex()] != "SELECT_V2" or out.Type() != schema.TensorType.INT16:
                 continue
             quant = out.Quantization()
             if quant is None or quant.ScaleLength() != 1 or quant.Scale(0) > 1e-9:

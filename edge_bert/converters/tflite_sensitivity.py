@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_bert.converters.tflite_export import opcode_names
+
 #: ops the dynamic/weight-only recipes quantize (they carry constant weights)
 WEIGHTED_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL", "CONV_2D", "EMBEDDING_LOOKUP")
 #: test samples per validate run: it keeps every intermediate of both models, ~2 s a sample on MiniLM
@@ -45,8 +47,8 @@ def weighted_ops(model_path: Path, signature: str) -> list[dict[str, Any]]:
     """Ops with constant weights in ``signature``'s subgraph: index, type, input and output tensor names."""
     from ai_edge_litert import schema_py_generated as schema
 
-    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = schema.Model.GetRootAsModel(Path(model_path).read_bytes(), 0)
+    kinds = opcode_names(model)
     signatures = {
         model.SignatureDefs(i).SignatureKey().decode(): model.SignatureDefs(i).SubgraphIndex()
         for i in range(model.SignatureDefsLength())
@@ -65,8 +67,7 @@ def weighted_ops(model_path: Path, signature: str) -> list[dict[str, Any]]:
     ops = []
     for index in range(graph.OperatorsLength()):
         op = graph.Operators(index)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        kind = codes.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        kind = kinds[op.OpcodeIndex()]
         inputs = [i for i in op.InputsAsNumpy() if i >= 0]
         if kind in WEIGHTED_OPS and any(constant(i) for i in inputs):
             ops.append({
