@@ -48,6 +48,8 @@ def bundle_embeddings(path: Path, texts: list[str], threads: int) -> tuple[np.nd
         "recipe": bundle.manifest.recipe.name,
         "settings": bundle.manifest.recipe.settings,
         "kept_float": list(bundle.manifest.recipe.settings.get("keep_float", [])),  # profile's + rescue's
+        "float_scopes": list(bundle.manifest.recipe.settings.get("float_scopes", [])),  # the task's
+        "rounding": bundle.manifest.recipe.settings.get("rounding", "nearest"),
         "model_mb": round(model_file.stat().st_size / 1e6, 1),
         "max_length": bundle.max_length,
     }
@@ -86,12 +88,15 @@ def main() -> None:
         rows.append({"bundle": path.name, **info, **score(embeddings, reference)})
     machine = fingerprint()
     print(f"reference: sentence-transformers on {args.model}; {len(texts)} texts of {args.data}")
-    header = f"{'bundle':58} {'MB':>6} {'cos mean':>9} {'cos min':>8} {'NN top-1':>8} {'recall@5':>8}  kept float"
+    header = f"{'bundle':58} {'MB':>6} {'cos mean':>9} {'cos min':>8} {'NN top-1':>8} {'recall@5':>8}"
+    header += "  rounding  kept float"
     print(header)
     for row in rows:
+        floats = " ".join([*row["float_scopes"], f"+{len(row['kept_float'])} ops"])
         print(
             f"{row['bundle'][:58]:58} {row['model_mb']:6.1f} {row['mean_cosine']:9.5f} {row['worst_cosine']:8.5f} "
-            f"{row['neighbour_agreement']:8.3f} {row['neighbour_recall']:8.3f}  {len(row['kept_float'])}"
+            f"{row['neighbour_agreement']:8.3f} {row['neighbour_recall']:8.3f}  {row['rounding']:8}  "
+            f"{floats}"
         )
     print(machine_line(machine))
     if args.json:

@@ -24,6 +24,8 @@ class ArchitectureConfig:
         subgraph that onnxruntime's optimizer recognises and fuses into its Attention op (and int8
         QAttention); transformers 5's default SDPA path exports a shape the optimizer does not fuse.
     heads_attr / hidden_attr: config attributes the optimizer needs (names differ per family).
+    qkv_projections: attribute names of the attention's query, key and value ``nn.Linear`` (LiteRT op
+        names carry them as ``Linear_<name>``), for recipes that keep them float.
     """
 
     model_type: str
@@ -33,6 +35,7 @@ class ArchitectureConfig:
     attn_implementation: str = "eager"
     heads_attr: str = "num_attention_heads"
     hidden_attr: str = "hidden_size"
+    qkv_projections: tuple[str, str, str] = ("query", "key", "value")
     notes: str = ""
 
     def input_axes(self, static: bool) -> dict[int, str]:
@@ -51,6 +54,7 @@ REGISTRY: dict[str, ArchitectureConfig] = {
             ("input_ids", "attention_mask"),
             heads_attr="n_heads",
             hidden_attr="dim",
+            qkv_projections=("q_lin", "k_lin", "v_lin"),
             notes="no token_type_ids input",
         ),
         ArchitectureConfig("albert", _BERT_INPUTS, notes="shared layer weights; factorised embeddings"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ class TfliteFormat(ModelFormat):
         job = self.job
         settings = quantize(
             recipe, self._base, dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration,
-            calibrated=self._calibrated,
+            calibrated=self._calibrated, float_scopes=self.float_scopes(recipe),
         )  # fmt: skip
         check_builtin_ops(dst)  # the quantized ops must be builtin too
         try:  # loads and runs every signature once; a failure here ends this recipe only
@@ -86,9 +87,15 @@ class TfliteFormat(ModelFormat):
         job, ranking = self.job, []
         quantize(
             recipe, self._base, dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration, ranking,
-            calibrated=self._calibrated,
+            calibrated=self._calibrated, float_scopes=self.float_scopes(recipe),
         )  # fmt: skip
         return ranking
+
+    def float_scopes(self, recipe: Recipe) -> tuple[str, ...]:
+        """Ops this task keeps float under ``recipe``: an embedding model's attention key/value projections."""
+        roles = () if self.job.classification else getattr(recipe.options, "embedding_float", ())
+        names = dict(zip(("query", "key", "value"), self.job.loaded.arch.qkv_projections, strict=True))
+        return tuple(rf"\.Linear_{re.escape(names[role])};" for role in roles)
 
     def node_label(self, node: str) -> str:
         return short_name(node)

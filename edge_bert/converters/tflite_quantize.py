@@ -5,7 +5,8 @@ Every recipe keeps all ``seq_{L}`` signatures. Measured on all-MiniLM-L6-v2 (seq
 is 3.8x smaller and ~3x faster than fp32 through XNNPACK (cosine >= 0.998); fp16 and weight-only int8
 only shrink the file (weights are dequantized at load); full-int8 and full-int16x8 (int16 activations)
 are for NPUs: slower on CPUs (int16 kernels are mostly reference), and their manifest settings say
-which ops still compute in float.
+which ops still compute in float. dynamic-int8 may round its weights by GPTQ first (tflite_gptq.py) and
+keep ops the task needs float (``float_scopes``: an embedding model's key/value projections).
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ def quantize(
     calibration: Calibration,
     sensitivity: list[tuple[str, float, int]] | None = None,
     calibrated: dict[tuple[str, int], Any] | None = None,
+    float_scopes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Write ``recipe``'s model to ``dst`` from the fp32 ``src``; returns the settings used.
 
+    ``float_scopes``: recipe regexes of ops the task keeps float (the format decides: embedding models'
+    key/value projections, see ``TfliteDynamicInt8Options``).
     ``sensitivity``: if a list is given, it is filled with (op output tensor, error introduced, bytes
     kept float) measured by the LiteRT Quantizer's validate on the calibration text, worst first.
     ``calibrated``: calibration results by (kind, samples) for this ``src``, reused when given.
@@ -60,6 +64,16 @@ def quantize(
 
     settings: dict[str, Any]
     samples = getattr(recipe.options, "calibration_samples", CALIBRATION_SAMPLES)
+    keep_float = list(getattr(recipe.options, "keep_float", ()))
+    float_regexes = [*float_scopes, *(keep_float_regex(tensor) for tensor in keep_float)]
+    cache = {} if calibrated is None else calibrated
+    fp32, rounded = src, None
+    if getattr(recipe.options, "rounding", "nearest") == "gptq":
+        if not calibration:
+            raise ConversionError("gptq rounding needs calibration text; pass --calibration-data or golden texts")
+        rounded = dst.with_name(dst.name + ".gptq")  # the float model with int8-grid weights, then quantized
+        rounded_count, length = _gptq_round(src, rounded, inputs, lengths, calibration[:samples], float_regexes, cache)
+        src = rounded
     if recipe.kind == "fp16":
         qt = quantizer.Quantizer(str(src))
         qt.add_weight_only_config(
@@ -73,6 +87,9 @@ def quantize(
             "activations": "float32, int8 on the fly",
             "recipe": "dynamic_wi8_afp32",
         }
+        if rounded is not None:
+            settings |= {"rounding": "gptq", "gptq_weights": rounded_count, "gptq_signature": signature_name(length)}
+            settings["calibration_samples"] = min(samples, len(calibration))
     elif recipe.kind == "weight-only-int8":
         qt = quantizer.Quantizer(str(src), recipes.weight_only_wi8_afp32())
         settings = {"weights": "int8", "activations": "float32", "recipe": "weight_only_wi8_afp32"}
@@ -93,11 +110,10 @@ def quantize(
         }
     else:
         raise ConversionError(f"unknown tflite recipe kind {recipe.kind!r}")
-    keep_float = list(getattr(recipe.options, "keep_float", ()))
-    for tensor in keep_float:  # accuracy rescue: these ops stay float (a later rule wins over the recipe's)
-        qt.update_quantization_recipe(
-            regex=keep_float_regex(tensor), operation_name=Op.ALL_SUPPORTED, algorithm_key="no_quantize"
-        )
+    for regex in float_regexes:  # the task's and the rescue's float ops (a later rule wins over the recipe's)
+        qt.update_quantization_recipe(regex=regex, operation_name=Op.ALL_SUPPORTED, algorithm_key="no_quantize")
+    if float_scopes:
+        settings["float_scopes"] = list(float_scopes)
     if keep_float:
         settings["keep_float"] = keep_float
     if qt.need_calibration and not calibration:
@@ -106,7 +122,6 @@ def quantize(
     try:
         result = None
         if qt.need_calibration:
-            cache = {} if calibrated is None else calibrated
             key = (recipe.kind, samples)
             if key not in cache:  # a rescue retries the recipe with ops kept float: same statistics
                 cache[key] = qt.calibrate(calibration_data(inputs, lengths, calibration[:samples]), num_threads=2)
@@ -114,6 +129,8 @@ def quantize(
         qt.quantize(result, enable_progress_report=False).export_model(str(dst), overwrite=True)
     finally:
         logging.disable(logging.NOTSET)
+        if rounded is not None:
+            rounded.unlink(missing_ok=True)
     if recipe.kind in FULL_INTEGER:  # the claim an NPU delegate relies on, read back from the written file
         if repaired := repair_mask_scale(dst):
             settings["attention_mask_rescaled"] = repaired
@@ -121,7 +138,7 @@ def quantize(
         settings["integer_graph"] = not floats
         settings["float_ops"] = floats  # op -> count over all signatures; {} = integer between I/O
     if sensitivity is not None:
-        sensitivity.extend(_rank(qt, src, inputs, lengths, calibration))
+        sensitivity.extend(_rank(qt, fp32, inputs, lengths, calibration))
     return settings
 
 
@@ -175,6 +192,33 @@ def repair_mask_scale(path: Path) -> int:
     if repaired:
         path.write_bytes(bytes(data))
     return repaired
+
+
+def _gptq_round(
+    src: Path,
+    dst: Path,
+    inputs: tuple[str, ...],
+    lengths: list[int],
+    calibration: Calibration,
+    floats: list[str],
+    cache: dict[tuple[str, int], Any],
+) -> tuple[int, int]:
+    """GPTQ-round ``src``'s weights, but not those of ops kept float, into ``dst``.
+
+    Returns (weights rounded, signature length).
+
+    The Hessians come from the longest signature, real tokens only, and are cached per ``src``: a rescue
+    retry only rounds fewer weights.
+    """
+    from edge_bert.converters.tflite_gptq import hessians, round_weights
+
+    length = max(lengths)
+    key = ("gptq", len(calibration))
+    if key not in cache:
+        feeds = calibration_data(inputs, [length], calibration)[signature_name(length)]
+        tokens = [min(len(ids), length) for ids, _ in calibration]
+        cache[key] = hessians(src.read_bytes(), signature_name(length), feeds, tokens)
+    return round_weights(src, dst, cache[key], floats), length
 
 
 def _rank(qt: Any, src: Path, inputs: tuple[str, ...], lengths: list[int], calibration: Calibration):
