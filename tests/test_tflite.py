@@ -127,8 +127,10 @@ def test_full_integer_recipes_report_their_float_ops_and_the_verdict_matches_the
     assert {op: 3 * n for op, n in seen.items()} == settings["float_ops"]
     assert activations in quantized
     # matmuls and softmax run on integer activations (the vocabulary lookup, and in int16 the LayerNorm
-    # SQUARED_DIFFERENCE, are what the quantizer leaves float)
+    # SQUARED_DIFFERENCE of this plain export, are what the quantizer leaves float)
     assert "FULLY_CONNECTED" not in seen and "BATCH_MATMUL" not in seen and "SOFTMAX" not in seen
+    if activations == "int16":
+        assert settings["float_ops"]["SQUARED_DIFFERENCE"] > 0
     if activations == "int16":  # padding is masked again: the same text padded 16 -> 64 barely moves
         assert settings["attention_mask_rescaled"] == 3  # one attention-mask select per signature
         backend = LiteRtBackend(dst.read_bytes(), threads=2)
@@ -136,8 +138,11 @@ def test_full_integer_recipes_report_their_float_ops_and_the_verdict_matches_the
         padded = np.stack([backend.run(_feeds(ids[:10], 64))["logits"][0] for ids, _ in calibration[:8]])
         cosine = np.sum(short * padded, axis=1) / (np.linalg.norm(short, axis=1) * np.linalg.norm(padded, axis=1))
         assert cosine.mean() > 0.99, cosine
+    # convert quantizes an export whose LayerNorms compute their variance with MUL (MulLayerNorm): the same
+    # float ops but SQUARED_DIFFERENCE, which is integer there; and it reports them, written or not
     outcome = converted["bert"][recipe]
-    assert outcome.settings["float_ops"] == settings["float_ops"]  # the convert reports it, written or not
+    plain = {op: n for op, n in settings["float_ops"].items() if op != "SQUARED_DIFFERENCE"}
+    assert outcome.settings["float_ops"] == plain
     if outcome.passed:  # written: its manifest carries the same claim and the gate figures validate reproduces
         manifest = open_bundle(outcome.bundle).manifest.to_dict()
         assert manifest["recipe"]["settings"]["float_ops"] == float_ops(open_bundle(outcome.bundle).model_path)
@@ -305,7 +310,9 @@ def test_minilm_full_int16x8_verdict_is_the_profiles_gates_on_its_figures(tmp_pa
     settings = outcome.settings
     assert settings["activations"].startswith("int16") and settings["integer_graph"] == (not settings["float_ops"])
     # the encoder itself is integer: matmuls, softmax, GELU and LayerNorm arithmetic run on int16 activations
-    assert not {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GELU", "RSQRT"} & set(settings["float_ops"])
+    assert not {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GELU", "RSQRT", "SQUARED_DIFFERENCE"} & set(
+        settings["float_ops"]
+    )
     if outcome.passed:
         manifest = open_bundle(outcome.bundle).manifest.to_dict()
         assert manifest["recipe"]["settings"] == settings and validate(outcome.bundle)["passed"]
@@ -318,3 +325,23 @@ def test_tflite_validate_and_bench_run_without_torch(converted):
     bundle = str(converted["distilbert"]["dynamic-int8"].bundle)
     stdout = run_cli_without_frameworks(["validate", bundle], ["bench", bundle, "--runs", "3", "--warmup", "1"])
     assert "PASS" in stdout and "p50" in stdout and "e2e p50" in stdout and "GFLOP/s int8" in stdout
+
+
+@pytest.mark.parametrize("arch", sorted(REGISTRY))
+def test_integer_friendly_copy_computes_the_same_function(arch, tiny_models):
+    """The full-integer recipes' export: every LayerNorm as MulLayerNorm, same outputs, the original untouched."""
+    import torch
+    import transformers
+    from torch import nn
+
+    from edge_bert.converters.tflite_export import MulLayerNorm, integer_friendly
+
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_models[arch]).eval()
+    norms = sum(isinstance(m, nn.LayerNorm) for m in model.modules())
+    friendly = integer_friendly(model)
+    assert sum(isinstance(m, MulLayerNorm) for m in friendly.modules()) == norms
+    assert not any(isinstance(m, nn.LayerNorm) for m in friendly.modules())
+    assert sum(isinstance(m, nn.LayerNorm) for m in model.modules()) == norms  # a copy was changed
+    batch = transformers.AutoTokenizer.from_pretrained(tiny_models[arch])("the ferry was late", return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(friendly(**batch).logits, model(**batch).logits, atol=1e-5)

@@ -97,6 +97,34 @@ def opcode_names(model: Any) -> list[str]:
     return [names.get(op, f"BUILTIN_{op}") for op in (max(c.BuiltinCode(), c.DeprecatedBuiltinCode()) for c in codes)]
 
 
+class MulLayerNorm(nn.Module):
+    """``nn.LayerNorm`` with its variance written as ``mean(d * d)``: the same function, but it lowers to MUL
+    where ``nn.LayerNorm`` lowers to SQUARED_DIFFERENCE, which the LiteRT Quantizer leaves float in its
+    integer recipes (13 float ops per MiniLM signature, the only ones inside the encoder). Measured on
+    all-MiniLM-L6-v2 a16w8, 100 SST-2 texts: cosine 0.9965 / worst 0.9906 before, 0.9967 / 0.9914 after."""
+
+    def __init__(self, norm: nn.LayerNorm) -> None:
+        super().__init__()
+        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean(-1, keepdim=True)
+        variance = (centred * centred).mean(-1, keepdim=True)
+        return centred * torch.rsqrt(variance + self.eps) * self.weight + self.bias
+
+
+def integer_friendly(graph: nn.Module) -> nn.Module:
+    """A copy of ``graph`` for the full-integer recipes: every ``nn.LayerNorm`` becomes a ``MulLayerNorm``."""
+    import copy
+
+    graph = copy.deepcopy(graph)
+    for module in list(graph.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.LayerNorm) and child.weight is not None and len(child.normalized_shape) == 1:
+                setattr(module, name, MulLayerNorm(child))
+    return graph
+
+
 def float_ops(path: Path) -> dict[str, int]:
     """Operators that compute in float (a float input or output), QUANTIZE/DEQUANTIZE aside, counted over
     every signature's subgraph: what an integer-only NPU delegate would hand back to the CPU."""

@@ -9,7 +9,7 @@ from typing import Any
 from edge_bert.backends.litert import LiteRtBackend
 from edge_bert.converters.formats import Log, ModelFormat
 from edge_bert.converters.onnx_export import EXPORT_ATOL
-from edge_bert.converters.tflite_export import check_builtin_ops, convert_tflite, measure_parity
+from edge_bert.converters.tflite_export import check_builtin_ops, convert_tflite, integer_friendly, measure_parity
 from edge_bert.converters.tflite_extras import (
     android_md,
     case_texts,
@@ -17,7 +17,7 @@ from edge_bert.converters.tflite_extras import (
     write_tokenizer_cases,
     write_vocab,
 )
-from edge_bert.converters.tflite_quantize import quantize
+from edge_bert.converters.tflite_quantize import FULL_INTEGER, quantize
 from edge_bert.converters.tflite_sensitivity import short_name
 from edge_bert.errors import BundleError, ConversionError, ProfileError
 from edge_bert.formats import FORMATS
@@ -48,30 +48,43 @@ class TfliteFormat(ModelFormat):
         # the golden set is truncated to the longest signature (convert.py caps max_length at it)
         fp32 = job.work / "model_fp32.tflite"
         log(f"exporting {job.loaded.arch.model_type} ({job.loaded.task}) to LiteRT, signatures {lengths}")
+        ops, metrics = self._export(job.graph, fp32, lengths)
+        self._base = self.fp32_path = fp32
+        self._integer_base = fp32  # the full-integer recipes' float model: LayerNorm as MUL (MulLayerNorm)
+        if any(recipe.kind in FULL_INTEGER for recipe in job.spec.recipes):
+            self._integer_base = job.work / "model_fp32_integer.tflite"
+            self._export(integer_friendly(job.graph), self._integer_base, lengths)
+        self._calibrated: dict[tuple[str, int], object] = {}  # calibration of the bases, per kind and samples
+        self._signatures = signature_details(fp32)
+        return {"exporter": "litert-torch", "atol": EXPORT_ATOL, "parity": metrics, "ops": ops}
+
+    def _export(self, graph: object, path: Path, lengths: list[int]) -> tuple[list[str], dict[str, Any]]:
+        """litert-torch export of ``graph`` to ``path``, refused unless builtin-only and within atol of PyTorch."""
+        job = self.job
         try:
-            convert_tflite(job.graph, job.loaded.arch.inputs, job.task.outputs, lengths, fp32)
+            convert_tflite(graph, job.loaded.arch.inputs, job.task.outputs, lengths, path)
         except Exception as exc:  # litert-torch raises many unrelated types (torch.export, MLIR lowering)
             raise ConversionError(
                 f"litert-torch could not convert this model: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             ) from exc
-        ops = check_builtin_ops(fp32)
+        ops = check_builtin_ops(path)
         metrics = measure_parity(
-            fp32, job.golden, job.loaded.arch.inputs, job.task.primary_output, job.classification, lengths
+            path, job.golden, job.loaded.arch.inputs, job.task.primary_output, job.classification, lengths
         )
         if not (metrics["finite"] and metrics["max_abs_error"] <= EXPORT_ATOL):
             raise ConversionError(
                 f"LiteRT export failed its parity check against PyTorch: max-abs error "
                 f"{metrics['max_abs_error']:.3g} > atol {EXPORT_ATOL} (worst signature); nothing written"
             )
-        self._base = self.fp32_path = fp32
-        self._calibrated: dict[tuple[str, int], object] = {}  # calibration of self._base, per kind and samples
-        self._signatures = signature_details(fp32)
-        return {"exporter": "litert-torch", "atol": EXPORT_ATOL, "parity": metrics, "ops": ops}
+        return ops, metrics
+
+    def _base_for(self, recipe: Recipe) -> Path:
+        return self._integer_base if recipe.kind in FULL_INTEGER else self._base
 
     def produce(self, recipe: Recipe, dst: Path) -> dict[str, Any]:
         job = self.job
         settings = quantize(
-            recipe, self._base, dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration,
+            recipe, self._base_for(recipe), dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration,
             calibrated=self._calibrated, float_scopes=self.float_scopes(recipe),
         )  # fmt: skip
         check_builtin_ops(dst)  # the quantized ops must be builtin too
@@ -86,8 +99,8 @@ class TfliteFormat(ModelFormat):
             return None
         job, ranking = self.job, []
         quantize(
-            recipe, self._base, dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration, ranking,
-            calibrated=self._calibrated, float_scopes=self.float_scopes(recipe),
+            recipe, self._base_for(recipe), dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration,
+            ranking, calibrated=self._calibrated, float_scopes=self.float_scopes(recipe),
         )  # fmt: skip
         return ranking
 
