@@ -50,10 +50,7 @@ class TfliteFormat(ModelFormat):
         log(f"exporting {job.loaded.arch.model_type} ({job.loaded.task}) to LiteRT, signatures {lengths}")
         ops, metrics = self._export(job.graph, fp32, lengths)
         self._base = self.fp32_path = fp32
-        self._integer_base = fp32  # the full-integer recipes' float model: LayerNorm as MUL (MulLayerNorm)
-        if any(recipe.kind in FULL_INTEGER for recipe in job.spec.recipes):
-            self._integer_base = job.work / "model_fp32_integer.tflite"
-            self._export(integer_friendly(job.graph), self._integer_base, lengths)
+        self._integer_base: Path | None = None  # exported when a full-integer recipe is first produced
         self._calibrated: dict[tuple[str, int], object] = {}  # calibration of the bases, per kind and samples
         self._signatures = signature_details(fp32)
         return {"exporter": "litert-torch", "atol": EXPORT_ATOL, "parity": metrics, "ops": ops}
@@ -79,7 +76,13 @@ class TfliteFormat(ModelFormat):
         return ops, metrics
 
     def _base_for(self, recipe: Recipe) -> Path:
-        return self._integer_base if recipe.kind in FULL_INTEGER else self._base
+        """The float model ``recipe`` quantizes: the full-integer kinds get LayerNorm as MUL (MulLayerNorm)."""
+        if recipe.kind not in FULL_INTEGER:
+            return self._base
+        if self._integer_base is None:
+            self._integer_base = self.job.work / "model_fp32_integer.tflite"
+            self._export(integer_friendly(self.job.graph), self._integer_base, self.seq_lengths() or [])
+        return self._integer_base
 
     def produce(self, recipe: Recipe, dst: Path) -> dict[str, Any]:
         job = self.job
