@@ -15,6 +15,7 @@ from conftest import minilm_dir, require_module, save_tiny_model, sst2_dev
 from edge_bert.bundle import open_bundle
 from edge_bert.converters.convert import convert
 from edge_bert.converters.registry import architecture
+from edge_bert.converters.tflite_export import operators
 from edge_bert.converters.tflite_gptq import QMAX, fully_connected, gptq, hessians, round_weights
 
 require_module("litert_quantizer", "LiteRT tests need the tflite extra")
@@ -108,19 +109,10 @@ def weight_types(path) -> list[tuple[str, int]]:
     """(op scope, weight tensor type) of every FULLY_CONNECTED in every signature of a .tflite file."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from edge_bert.converters.tflite_export import opcode_names
-
     model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
-    kinds = opcode_names(model)
-    found = []
-    for g in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(g)
-        for i in range(graph.OperatorsLength()):
-            op = graph.Operators(i)
-            if kinds[op.OpcodeIndex()] == "FULLY_CONNECTED":
-                scope = ";".join(graph.Tensors(op.Outputs(k)).Name().decode() for k in range(op.OutputsLength()))
-                found.append((scope + ";", graph.Tensors(op.Inputs(1)).Type()))
-    return found
+    return [
+        (o.scope, o.graph.Tensors(o.op.Inputs(1)).Type()) for o in operators(model) if o.kind == "FULLY_CONNECTED"
+    ]
 
 
 @pytest.mark.parametrize("model_type", ["bert", "distilbert"])
@@ -185,21 +177,18 @@ def test_rounded_weights_are_what_the_int8_file_holds(embedding_bundles, sst2_te
     source = {op.scope: op for op in fully_connected(rounded.read_bytes())}
     rounded_flat = schema.Model.GetRootAsModel(rounded.read_bytes(), 0)
     checked = 0
-    for g in range(flat.SubgraphsLength()):
-        graph = flat.Subgraphs(g)
-        for i in range(graph.OperatorsLength()):
-            op = graph.Operators(i)
-            scope = ";".join(graph.Tensors(op.Outputs(k)).Name().decode() for k in range(op.OutputsLength())) + ";"
-            weight = graph.Tensors(op.Inputs(1)) if op.InputsLength() > 1 else None
-            if scope not in source or weight is None or weight.Type() != schema.TensorType.INT8:
-                continue
-            buffer = flat.Buffers(weight.Buffer())
-            raw = buffer.DataAsNumpy() if buffer.DataLength() else np.frombuffer(
-                data, np.uint8, count=buffer.Size(), offset=buffer.Offset()
-            )
-            levels = raw.view(np.int8).reshape(source[scope].shape).astype(np.float64)
-            expected = rounded_flat.Buffers(source[scope].buffer).DataAsNumpy().view(np.float32)
-            dequantized = levels * weight.Quantization().ScaleAsNumpy()[:, None]
-            assert np.allclose(dequantized, expected.reshape(source[scope].shape), rtol=0, atol=1e-7)
-            checked += 1
+    for operator in operators(flat):
+        op, scope = operator.op, operator.scope
+        weight = operator.graph.Tensors(op.Inputs(1)) if op.InputsLength() > 1 else None
+        if scope not in source or weight is None or weight.Type() != schema.TensorType.INT8:
+            continue
+        buffer = flat.Buffers(weight.Buffer())
+        raw = buffer.DataAsNumpy() if buffer.DataLength() else np.frombuffer(
+            data, np.uint8, count=buffer.Size(), offset=buffer.Offset()
+        )
+        levels = raw.view(np.int8).reshape(source[scope].shape).astype(np.float64)
+        expected = rounded_flat.Buffers(source[scope].buffer).DataAsNumpy().view(np.float32)
+        dequantized = levels * weight.Quantization().ScaleAsNumpy()[:, None]
+        assert np.allclose(dequantized, expected.reshape(source[scope].shape), rtol=0, atol=1e-7)
+        checked += 1
     assert checked == 2 * 6 * 2  # every weight of every signature

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from collections.abc import Iterator
 from contextlib import redirect_stdout
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -97,6 +98,33 @@ def opcode_names(model: Any) -> list[str]:
     return [names.get(op, f"BUILTIN_{op}") for op in (max(c.BuiltinCode(), c.DeprecatedBuiltinCode()) for c in codes)]
 
 
+class Operator(NamedTuple):
+    """One operator of a flatbuffer ``schema.Model``, with where it sits and its builtin name."""
+
+    subgraph: int  # one subgraph per signature
+    index: int  # position in its subgraph
+    graph: Any  # the ``schema.SubGraph``: its tensor indices are the op's
+    op: Any  # the ``schema.Operator``
+    kind: str  # builtin name, e.g. "FULLY_CONNECTED"
+
+    @property
+    def scope(self) -> str:
+        """The op's output tensor names joined as the LiteRT Quantizer's recipe regexes see them."""
+        outputs = (self.graph.Tensors(self.op.Outputs(i)) for i in range(self.op.OutputsLength()))
+        return "".join(tensor.Name().decode() + ";" for tensor in outputs)
+
+
+def operators(model: Any) -> Iterator[Operator]:
+    """Every operator of every subgraph of a flatbuffer ``schema.Model``, in order: the one walk the
+    .tflite readers share (float_ops, repair_mask_scale, weighted_ops, tflite_gptq)."""
+    kinds = opcode_names(model)
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for index in range(graph.OperatorsLength()):
+            op = graph.Operators(index)
+            yield Operator(g, index, graph, op, kinds[op.OpcodeIndex()])
+
+
 class MulLayerNorm(nn.Module):
     """``nn.LayerNorm`` with its variance written as ``mean(d * d)``: the same function, but it lowers to MUL
     where ``nn.LayerNorm`` lowers to SQUARED_DIFFERENCE, which the LiteRT Quantizer leaves float in its
@@ -132,19 +160,14 @@ def float_ops(path: Path) -> dict[str, int]:
 
     floats = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.TensorType.FLOAT64}
     model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
-    ops = opcode_names(model)
     counts: dict[str, int] = {}
-    for g in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(g)
-        for o in range(graph.OperatorsLength()):
-            op = graph.Operators(o)
-            name = ops[op.OpcodeIndex()]
-            tensors = [op.Inputs(i) for i in range(op.InputsLength())]
-            tensors += [op.Outputs(i) for i in range(op.OutputsLength())]
-            if name not in ("QUANTIZE", "DEQUANTIZE") and any(
-                t >= 0 and graph.Tensors(t).Type() in floats for t in tensors
-            ):
-                counts[name] = counts.get(name, 0) + 1
+    for _, _, graph, op, name in operators(model):
+        tensors = [op.Inputs(i) for i in range(op.InputsLength())]
+        tensors += [op.Outputs(i) for i in range(op.OutputsLength())]
+        if name not in ("QUANTIZE", "DEQUANTIZE") and any(
+            t >= 0 and graph.Tensors(t).Type() in floats for t in tensors
+        ):
+            counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))
 
 

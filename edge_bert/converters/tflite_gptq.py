@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_bert.converters.tflite_export import opcode_names
+from edge_bert.converters.tflite_export import operators
 
 #: int8 symmetric levels, as the LiteRT Quantizer's per-channel weights use them
 QMAX = 127
@@ -83,24 +83,20 @@ def fully_connected(model: bytes) -> list[FullyConnected]:
     from ai_edge_litert import schema_py_generated as schema
 
     flat = schema.Model.GetRootAsModel(model, 0)
-    kinds = opcode_names(flat)
     found = []
-    for g in range(flat.SubgraphsLength()):
-        graph = flat.Subgraphs(g)
-        for index in range(graph.OperatorsLength()):
-            op = graph.Operators(index)
-            if kinds[op.OpcodeIndex()] != "FULLY_CONNECTED" or op.InputsLength() < 2:
-                continue
-            weight = graph.Tensors(op.Inputs(1))
-            if not (
-                weight.Type() == schema.TensorType.FLOAT32
-                and weight.ShapeLength() == 2
-                and flat.Buffers(weight.Buffer()).DataLength() > 0
-            ):
-                continue
-            names = [graph.Tensors(op.Outputs(i)).Name().decode() for i in range(op.OutputsLength())]
-            shape = (int(weight.Shape(0)), int(weight.Shape(1)))
-            found.append(FullyConnected(g, op.Inputs(0), weight.Buffer(), shape, ";".join(names) + ";"))
+    for operator in operators(flat):
+        graph, op = operator.graph, operator.op
+        if operator.kind != "FULLY_CONNECTED" or op.InputsLength() < 2:
+            continue
+        weight = graph.Tensors(op.Inputs(1))
+        if not (
+            weight.Type() == schema.TensorType.FLOAT32
+            and weight.ShapeLength() == 2
+            and flat.Buffers(weight.Buffer()).DataLength() > 0
+        ):
+            continue
+        shape = (int(weight.Shape(0)), int(weight.Shape(1)))
+        found.append(FullyConnected(operator.subgraph, op.Inputs(0), weight.Buffer(), shape, operator.scope))
     return found
 
 

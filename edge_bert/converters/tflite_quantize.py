@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edge_bert.backends.litert import signature_name
-from edge_bert.converters.tflite_export import float_ops, opcode_names
+from edge_bert.converters.tflite_export import float_ops, operators
 from edge_bert.converters.tflite_sensitivity import SAMPLES, keep_float_regex, rank_ops
 from edge_bert.errors import ConversionError
 from edge_bert.formats import CALIBRATION_SAMPLES
@@ -162,33 +162,29 @@ def repair_mask_scale(path: Path) -> int:
 
     data = bytearray(path.read_bytes())
     model = schema.Model.GetRootAsModel(data, 0)
-    ops = opcode_names(model)
     repaired = 0
-    for g in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(g)
-        for o in range(graph.OperatorsLength()):
-            op = graph.Operators(o)
-            out = graph.Tensors(op.Outputs(0)) if op.OutputsLength() else None
-            if ops[op.OpcodeIndex()] != "SELECT_V2" or out.Type() != schema.TensorType.INT16:
-                continue
-            quant = out.Quantization()
-            if quant is None or quant.ScaleLength() != 1 or quant.Scale(0) > 1e-9:
-                continue
-            values = (graph.Tensors(op.Inputs(1)), graph.Tensors(op.Inputs(2)))
-            if not all(model.Buffers(t.Buffer()).DataLength() for t in values):  # the mask: two constants
-                continue
-            mask = op.Outputs(0)
-            consumers = [graph.Operators(c) for c in range(graph.OperatorsLength())]
-            scales = [
-                graph.Tensors(c.Outputs(0)).Quantization().Scale(0)
-                for c in consumers
-                if mask in [c.Inputs(i) for i in range(c.InputsLength())] and graph.Tensors(c.Outputs(0)).Quantization()
-            ]
-            if not scales:
-                continue
-            for tensor in (op.Inputs(1), op.Inputs(2), mask):  # numpy views into ``data``: edited in place
-                graph.Tensors(tensor).Quantization().ScaleAsNumpy()[:] = MASK_SCALE_FACTOR * max(scales)
-            repaired += 1
+    for _, _, graph, op, kind in operators(model):
+        out = graph.Tensors(op.Outputs(0)) if op.OutputsLength() else None
+        if kind != "SELECT_V2" or out.Type() != schema.TensorType.INT16:
+            continue
+        quant = out.Quantization()
+        if quant is None or quant.ScaleLength() != 1 or quant.Scale(0) > 1e-9:
+            continue
+        values = (graph.Tensors(op.Inputs(1)), graph.Tensors(op.Inputs(2)))
+        if not all(model.Buffers(t.Buffer()).DataLength() for t in values):  # the mask: two constants
+            continue
+        mask = op.Outputs(0)
+        consumers = [graph.Operators(c) for c in range(graph.OperatorsLength())]
+        scales = [
+            graph.Tensors(c.Outputs(0)).Quantization().Scale(0)
+            for c in consumers
+            if mask in [c.Inputs(i) for i in range(c.InputsLength())] and graph.Tensors(c.Outputs(0)).Quantization()
+        ]
+        if not scales:
+            continue
+        for tensor in (op.Inputs(1), op.Inputs(2), mask):  # numpy views into ``data``: edited in place
+            graph.Tensors(tensor).Quantization().ScaleAsNumpy()[:] = MASK_SCALE_FACTOR * max(scales)
+        repaired += 1
     if repaired:
         path.write_bytes(bytes(data))
     return repaired

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_bert.converters.tflite_export import opcode_names
+from edge_bert.converters.tflite_export import operators
 
 #: ops the dynamic/weight-only recipes quantize (they carry constant weights)
 WEIGHTED_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL", "CONV_2D", "EMBEDDING_LOOKUP")
@@ -48,12 +48,12 @@ def weighted_ops(model_path: Path, signature: str) -> list[dict[str, Any]]:
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAsModel(Path(model_path).read_bytes(), 0)
-    kinds = opcode_names(model)
     signatures = {
         model.SignatureDefs(i).SignatureKey().decode(): model.SignatureDefs(i).SubgraphIndex()
         for i in range(model.SignatureDefsLength())
     }
-    graph = model.Subgraphs(signatures.get(signature, 0))  # one subgraph per signature
+    subgraph = signatures.get(signature, 0)  # one subgraph per signature
+    graph = model.Subgraphs(subgraph)
 
     def name(i: int) -> str:
         return graph.Tensors(i).Name().decode()
@@ -65,9 +65,7 @@ def weighted_ops(model_path: Path, signature: str) -> list[dict[str, Any]]:
         return int(np.prod(graph.Tensors(i).ShapeAsNumpy())) if constant(i) else 0
 
     ops = []
-    for index in range(graph.OperatorsLength()):
-        op = graph.Operators(index)
-        kind = kinds[op.OpcodeIndex()]
+    for _, index, _, op, kind in (o for o in operators(model) if o.subgraph == subgraph):
         inputs = [i for i in op.InputsAsNumpy() if i >= 0]
         if kind in WEIGHTED_OPS and any(constant(i) for i in inputs):
             ops.append({
