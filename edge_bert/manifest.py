@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from edge_bert.formats import FORMATS
 from edge_bert.profiles import Gates
+from edge_bert.recipes import FORMATS
 from edge_bert.schema import CHECK, SchemaError, at_least, between, each, parse, to_plain
 
 #: 3 added ``flops`` (bench's roofline): a runner that reads 2 says so instead of "unknown key flops"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge_bert.errors import ProfileError
-from edge_bert.formats import FORMATS, RecipeOptions
+from edge_bert.recipes import FORMATS, RecipeOptions
 from edge_bert.schema import CHECK, SchemaError, at_least, between, each, parse
 
 #: Formats a profile may name. Whether this build can *produce* one is the converter's business.
@@ -152,9 +152,7 @@ def detect_profile(machine: str, isa_flags: list[str]) -> TargetProfile:
 
     Driven by each profile's ``arch``/``isa`` data (and ``detect = false`` for device-only profiles).
     """
-    candidates = [
-        p for p in list_profiles() if p.detect and p.arch == machine and set(p.isa) <= set(isa_flags)
-    ]
+    candidates = [p for p in list_profiles() if p.detect and p.arch == machine and set(p.isa) <= set(isa_flags)]
     if not candidates:
         raise ProfileError(f"no built-in target matches this {machine} CPU; pass --target NAME or a .toml file")
     return max(candidates, key=lambda p: len(p.isa))

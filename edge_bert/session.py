@@ -164,7 +164,7 @@ class BundleSession:
         encoded = self.encoder.encode(text)
         return self.run_ids(encoded.ids, encoded.type_ids), encoded
 
-    # text in -> answer out, in three steps that bench times one by one (edge_bert/bench.py)
+    # text in -> answer out, in three steps that bench times one by one (edge_bert/bench/protocol.py)
 
     def prepare(self, text: str) -> dict[str, np.ndarray]:
         """Tokenize (truncating to the bundle's max length) and build the model's feeds."""

@@ -102,9 +102,7 @@ def _gate_notes(parity: dict[str, Any], verdicts: dict[str, Any]) -> list[str]:
             f"(all texts: {parity['top1_agreement_all']:.4f})"
         )
     if "min_collapse_cosine" in verdicts:
-        notes.append(
-            "judged on the labelled data (accuracy, agreement); golden cosine only guards against collapse"
-        )
+        notes.append("judged on the labelled data (accuracy, agreement); golden cosine only guards against collapse")
     return notes
 
 

@@ -2,7 +2,7 @@
 
     python scripts/benchmark_bundles.py BUNDLE [BUNDLE ...] [--blocks 4] [--runs 50] [--threads 2] [--json PATH]
 
-Every block is ``edge-bert bench``'s own protocol (edge_bert/bench.py: verified bundle, its tokenizer and
+Every block is ``edge-bert bench``'s own protocol (edge_bert/bench/protocol.py: verified bundle, its tokenizer and
 backend, a real text cut to exactly L tokens, warm-up, timed runs) in a fresh process holding that one
 bundle; blocks alternate A-B-A-B with the first bundle rotating (scripts/isolated_timing.py says why).
 Prints per bundle and length the median of the block p50s, the spread of block p50s, the ratio to the
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from isolated_timing import machine_state, time_alternating
 
 from edge_bert.bundle import open_bundle
-from edge_bert.formatting import machine_line
+from edge_bert.render.text import machine_line
 
 
 def log(message: str) -> None:

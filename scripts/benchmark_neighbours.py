@@ -22,7 +22,7 @@ import numpy as np
 from edge_bert.accuracy import K_NEIGHBOURS, neighbour_agreement
 from edge_bert.bundle import open_bundle
 from edge_bert.fingerprint import fingerprint
-from edge_bert.formatting import machine_line
+from edge_bert.render.text import machine_line
 from edge_bert.session import BundleSession
 from edge_bert.textdata import read_texts
 

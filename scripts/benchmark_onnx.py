@@ -2,7 +2,7 @@
 
 Why: a speed/size claim means something only next to the baseline (PyTorch eager) and the tool a user would
 otherwise pick (optimum-cli export + ORTQuantizer dynamic int8) on the same CPU, inputs and onnxruntime.
-Protocol: batch 1, real text cut to exactly L tokens (as edge_bert/bench.py does), 2 threads (our runner for
+Protocol: batch 1, real text cut to exactly L tokens (as edge_bert/bench/protocol.py does), 2 threads (our runner for
 every bundle, its OrtBackend for optimum's files, torch.set_num_threads(2)); every variant is timed ALONE in
 its own process, in alternating A-B-A-B blocks (scripts/isolated_timing.py: sessions sharing a process spin
 and steal the 2 cores), figure = median of block p50s; parity vs PyTorch fp32 on the first 200 SST-2 dev
@@ -32,9 +32,9 @@ import torch
 
 from edge_bert.backends.ort import OrtBackend
 from edge_bert.bundle import open_bundle
-from edge_bert.converters.convert import convert
-from edge_bert.converters.loading import default_model_path, load_model
-from edge_bert.converters.tasks import build_graph
+from edge_bert.convert.loading import default_model_path, load_model
+from edge_bert.convert.pipeline import convert
+from edge_bert.convert.tasks import build_graph
 from edge_bert.fingerprint import fingerprint
 from edge_bert.metrics import parity
 from edge_bert.profiles import load_profile

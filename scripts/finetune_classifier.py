@@ -1,5 +1,5 @@
 """Fine-tune all-MiniLM-L6-v2 on CLINC150 or SST-2 from ../shared/data: a thin wrapper over
-`edge-bert finetune --preset TASK` (edge_bert/converters/finetune.py holds the code and the settings).
+`edge-bert finetune --preset TASK` (edge_bert/training/finetune.py holds the code and the settings).
 
 Run: python scripts/finetune_classifier.py --task clinc150 --out models/clinc150
  ==  edge-bert finetune --preset clinc150 --data ../shared/data/clinc150/data_full.json --split train \
@@ -12,8 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_bert.converters.finetune import PRESETS, finetune, settings_for
 from edge_bert.evaldata import read_labelled
+from edge_bert.training.finetune import PRESETS, finetune, settings_for
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 #: task -> (training file, its split, evaluation file, its split)

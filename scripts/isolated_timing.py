@@ -8,7 +8,7 @@ them alike. A variant's figure is the median of its blocks' p50s; the spread of 
 to it, with the load average before each block and the machine fingerprint.
 
 Variant kinds (a JSON spec; the same real text, cut to exactly L tokens, for every variant):
-- ``bundle``: ``edge_bert.bench.bench`` on a bundle — the device-side protocol itself (model-only time, and
+- ``bundle``: ``edge_bert.bench.protocol.bench`` on a bundle — the device-side protocol itself (model-only time, and
   whatever else bench reports, e.g. end-to-end time);
 - ``onnx``: a bare .onnx file (e.g. optimum's) on edge-bert's OrtBackend, tokenized by ``tokenizer_bundle``;
 - ``torch``: PyTorch eager fp32 of a model directory (host side; imports the converter).
@@ -94,7 +94,7 @@ def machine_state() -> dict[str, Any]:
 
 
 def _texts(length: int, encoder: Any) -> Any:
-    from edge_bert.bench import text_of_length
+    from edge_bert.bench.protocol import text_of_length
     from edge_bert.textdata import builtin_texts
 
     return text_of_length(encoder, builtin_texts("paragraphs"), length)
@@ -114,7 +114,7 @@ def _time(run: Any, feeds: dict[str, Any], warmup: int, runs: int) -> dict[str, 
 
 
 def _worker_bundle(spec: dict[str, Any]) -> dict[str, Any]:
-    from edge_bert.bench import bench
+    from edge_bert.bench.protocol import bench
 
     result = bench(spec["path"], spec["threads"], tuple(spec["seq_lengths"]), spec["warmup"], spec["runs"])
     rows = {row["seq_length"]: _flat(row) for row in result["latency"]}
@@ -155,8 +155,8 @@ def _worker_torch(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from edge_bert.bundle import open_bundle
-    from edge_bert.converters.loading import load_model
-    from edge_bert.converters.tasks import build_graph
+    from edge_bert.convert.loading import load_model
+    from edge_bert.convert.tasks import build_graph
     from edge_bert.session import TextEncoder
 
     torch.set_num_threads(spec["threads"])

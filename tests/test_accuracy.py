@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from edge_bert.accuracy import REFERENCE_FILE
 from edge_bert.bundle import open_bundle
 from edge_bert.cli import app
-from edge_bert.converters.convert import convert
+from edge_bert.convert.pipeline import convert
 from edge_bert.errors import InputError
 from edge_bert.evaldata import read_labelled
 from edge_bert.validate import validate

@@ -10,8 +10,8 @@ import pytest
 from conftest import LABELS
 
 from edge_bert.bundle import open_bundle
-from edge_bert.converters.convert import convert
-from edge_bert.converters.registry import REGISTRY
+from edge_bert.convert.architectures import REGISTRY
+from edge_bert.convert.pipeline import convert
 from edge_bert.session import BundleSession
 from edge_bert.validate import validate
 

@@ -12,7 +12,7 @@ from sshd_server import start_sshd
 from typer.testing import CliRunner
 
 from edge_bert.cli import app
-from edge_bert.converters.auto_recipe import Candidate, choose
+from edge_bert.convert.auto_recipe import Candidate, choose
 
 TINY_PROFILE = Path(__file__).parent / "profiles" / "tiny-random.toml"
 runner = CliRunner()

@@ -11,7 +11,7 @@ import pytest
 from conftest import save_tiny_model
 
 from edge_bert.bundle import SCHEMA_VERSION, open_bundle, write_bundle
-from edge_bert.converters.convert import convert
+from edge_bert.convert.pipeline import convert
 from edge_bert.errors import BundleError, ConversionError, InputError
 from edge_bert.session import BundleSession
 from edge_bert.validate import validate

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_bert.bench import bench
+from edge_bert.bench.protocol import bench
 from edge_bert.bundle import open_bundle
-from edge_bert.converters.convert import convert
+from edge_bert.convert.pipeline import convert
 from edge_bert.fingerprint import fingerprint
 from edge_bert.session import BundleSession
 from edge_bert.validate import validate

@@ -14,11 +14,11 @@ import pytest
 from conftest import LABELS, SHARED_DATA, minilm_dir, sst2_dev, tiny_config
 from tokenizers import Tokenizer
 
-from edge_bert.bench import bench, text_of_exact_length
+from edge_bert.bench.protocol import bench, text_of_exact_length
 from edge_bert.bundle import open_bundle
-from edge_bert.converters.convert import convert
+from edge_bert.convert.pipeline import convert
 from edge_bert.manifest import MANIFEST, parse_manifest
-from edge_bert.report import bench_table, console, roofline_line
+from edge_bert.render.terminal import bench_table, console, roofline_line
 from edge_bert.schema import SchemaError
 from edge_bert.session import BundleSession
 from edge_bert.textdata import builtin_texts
@@ -74,8 +74,8 @@ def test_flops_counted_from_the_graph_match_the_analytic_count():
     pooler and head are live and must be."""
     import transformers
 
-    from edge_bert.converters.flops import count_flops
-    from edge_bert.converters.tasks import build_graph
+    from edge_bert.convert.flops import count_flops
+    from edge_bert.convert.tasks import build_graph
 
     inputs = ("input_ids", "attention_mask", "token_type_ids")
     for attention in ("eager", "sdpa"):  # matmuls, or PyTorch's fused CPU attention kernel

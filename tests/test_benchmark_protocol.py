@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_bert.converters.convert import convert
+from edge_bert.convert.pipeline import convert
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PROFILE = Path(__file__).parent / "profiles" / "tiny-random.toml"

@@ -17,10 +17,10 @@ from conftest import SHARED_DATA, minilm_dir, sst2_dev, tiny_config
 from typer.testing import CliRunner
 
 from edge_bert.cli import app
-from edge_bert.converters.distill import DistillSettings, distill
-from edge_bert.converters.student import build_student, distilbert_layer_map, tinybert_layer_map
-from edge_bert.converters.training_data import STAGING_SUFFIX
 from edge_bert.evaldata import LabelledData, read_labelled
+from edge_bert.training.data import STAGING_SUFFIX
+from edge_bert.training.distill import DistillSettings, distill
+from edge_bert.training.student import build_student, distilbert_layer_map, tinybert_layer_map
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"labelled data not found at {SHARED_DATA}")
 LABELS = ["negative", "positive"]
@@ -309,7 +309,7 @@ def test_failed_gate_exits_1_but_writes_the_student(teacher: Path, data_files, t
 @pytest.mark.slow
 def test_clinc150_three_layer_student_keeps_97_percent(tmp_path: Path) -> None:
     """Full size: the preset-fine-tuned MiniLM teacher, a 3-layer DistilBERT-recipe student (see README)."""
-    from edge_bert.converters.finetune import finetune, settings_for
+    from edge_bert.training.finetune import finetune, settings_for
 
     clinc = SHARED_DATA / "clinc150" / "data_full.json"
     train, test = read_labelled(clinc, split="train"), read_labelled(clinc, split="test")

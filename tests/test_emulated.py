@@ -67,7 +67,7 @@ def arm_bundles(userland, tmp_path_factory) -> dict[str, Path]:
     """ONNX and TFLite dynamic-int8 bundles of a tiny classifier, per ARM profile (converted on x86)."""
     from conftest import save_tiny_model
 
-    from edge_bert.converters.convert import convert
+    from edge_bert.convert.pipeline import convert
 
     root = tmp_path_factory.mktemp("arm")
     model = save_tiny_model("bert", root / "model")
@@ -163,7 +163,7 @@ def test_device_check_shows_the_emulated_isa(userland):
 @pytest.fixture(scope="module")
 def minilm_bundles(userland, tmp_path_factory) -> list[Path]:
     """The real all-MiniLM-L6-v2, converted on x86 for the Raspberry Pi 5 profile (ONNX and LiteRT int8)."""
-    from edge_bert.converters.convert import convert
+    from edge_bert.convert.pipeline import convert
 
     outcomes = convert(
         None, "rpi5", tmp_path_factory.mktemp("minilm-rpi5"), recipes=["dynamic-int8"], log=lambda _: None

@@ -1,4 +1,4 @@
-"""`edge-bert finetune` (edge_bert/converters/finetune.py): data readers on the real files, the cached
+"""`edge-bert finetune` (edge_bert/training/finetune.py): data readers on the real files, the cached
 frozen-layer path against the standard forward, tiny-model runs through the CLI (deterministic,
 convertible), presets, the label checks; the full CLINC150 preset is slow."""
 
@@ -15,8 +15,8 @@ from test_distill import save_teacher, write_tsv
 from typer.testing import CliRunner
 
 from edge_bert.cli import app
-from edge_bert.converters import finetune as ft
 from edge_bert.evaldata import read_labelled
+from edge_bert.training import finetune as ft
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"evaluation data not found at {SHARED_DATA}")
 CLINC = SHARED_DATA / "clinc150" / "data_full.json"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA, requires
 
-from edge_bert.converters import finetune as ft
-from edge_bert.converters.convert import convert
+from edge_bert.convert.pipeline import convert
 from edge_bert.evaldata import read_labelled
+from edge_bert.training import finetune as ft
 from edge_bert.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_bert.converters.convert import convert
+from edge_bert.convert.pipeline import convert
 from edge_bert.validate import validate
 
 pytestmark = pytest.mark.slow

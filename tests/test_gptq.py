@@ -13,10 +13,10 @@ import pytest
 from conftest import minilm_dir, require_module, save_tiny_model, sst2_dev
 
 from edge_bert.bundle import open_bundle
-from edge_bert.converters.convert import convert
-from edge_bert.converters.registry import architecture
-from edge_bert.converters.tflite_export import operators
-from edge_bert.converters.tflite_gptq import QMAX, fully_connected, gptq, hessians, round_weights
+from edge_bert.convert.architectures import architecture
+from edge_bert.convert.pipeline import convert
+from edge_bert.formats.tflite.export import operators
+from edge_bert.formats.tflite.gptq import QMAX, fully_connected, gptq, hessians, round_weights
 
 require_module("litert_quantizer", "LiteRT tests need the tflite extra")
 

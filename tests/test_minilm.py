@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import minilm_dir, sst2_dev, with_static_int8
 
-from edge_bert.bench import bench
+from edge_bert.bench.protocol import bench
 from edge_bert.bundle import open_bundle
-from edge_bert.converters.convert import convert
+from edge_bert.convert.pipeline import convert
 from edge_bert.session import BundleSession
 from edge_bert.validate import validate
 

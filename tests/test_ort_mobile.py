@@ -7,7 +7,7 @@ import onnxruntime as ort
 from conftest import save_tiny_model
 
 from edge_bert.bundle import open_bundle
-from edge_bert.converters.convert import convert
+from edge_bert.convert.pipeline import convert
 from edge_bert.session import BundleSession
 
 

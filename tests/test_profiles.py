@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from edge_bert.errors import ProfileError
-from edge_bert.formats import TfliteFullInt16x8Options
 from edge_bert.profiles import Gates, list_profiles, load_profile
+from edge_bert.recipes import TfliteFullInt16x8Options
 
 
 def test_shipped_profiles():

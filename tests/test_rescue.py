@@ -14,9 +14,9 @@ import pytest
 from conftest import minilm_dir, sst2_dev, tiny_config, with_static_int8
 
 from edge_bert.bundle import open_bundle
-from edge_bert.converters.convert import convert
-from edge_bert.converters.tflite_sensitivity import short_name
+from edge_bert.convert.pipeline import convert
 from edge_bert.evaldata import LabelledData
+from edge_bert.formats.tflite.sensitivity import short_name
 from edge_bert.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +150,7 @@ def test_smoothquant_keeps_the_function_and_flattens_the_outlier(models, tmp_pat
     weights back: the fp32 graph computes the same, and per-tensor int8 no longer breaks on it."""
     import onnxruntime as ort
 
-    from edge_bert.converters.onnx_smooth import smooth
+    from edge_bert.formats.onnx.smooth import smooth
     from edge_bert.session import make_feeds
 
     texts = [t for t, _ in sst2_dev(limit=40)]

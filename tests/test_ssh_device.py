@@ -38,7 +38,7 @@ def sshd(tmp_path_factory):
 def bundle(tmp_path_factory) -> Path:
     from conftest import save_tiny_model
 
-    from edge_bert.converters.convert import convert
+    from edge_bert.convert.pipeline import convert
 
     root = tmp_path_factory.mktemp("ssh-bundle")
     model = save_tiny_model("bert", root / "model")

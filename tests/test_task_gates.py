@@ -14,7 +14,7 @@ from conftest import LABELS, minilm_dir, sst2_dev
 
 from edge_bert.accuracy import neighbour_agreement
 from edge_bert.bundle import open_bundle
-from edge_bert.converters.convert import convert
+from edge_bert.convert.pipeline import convert
 from edge_bert.evaldata import LabelledData
 from edge_bert.metrics import parity
 from edge_bert.profiles import Gates, load_profile

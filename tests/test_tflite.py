@@ -14,13 +14,13 @@ require_module("litert_torch", "the tflite extra is not installed")
 
 from edge_bert.accuracy import neighbour_agreement
 from edge_bert.backends.litert import LiteRtBackend
-from edge_bert.bench import bench
+from edge_bert.bench.protocol import bench
 from edge_bert.bundle import open_bundle
-from edge_bert.converters.convert import convert
-from edge_bert.converters.registry import REGISTRY
-from edge_bert.converters.tflite_export import check_builtin_ops, float_ops, op_inventory
-from edge_bert.converters.tflite_quantize import quantize
+from edge_bert.convert.architectures import REGISTRY
+from edge_bert.convert.pipeline import convert
 from edge_bert.errors import BundleError, ConversionError
+from edge_bert.formats.tflite.export import check_builtin_ops, float_ops, op_inventory
+from edge_bert.formats.tflite.quantize import quantize
 from edge_bert.profiles import load_profile
 from edge_bert.session import BundleSession
 from edge_bert.tasks import TASKS, passed
@@ -334,7 +334,7 @@ def test_integer_friendly_copy_computes_the_same_function(arch, tiny_models):
     import transformers
     from torch import nn
 
-    from edge_bert.converters.tflite_export import MulLayerNorm, integer_friendly
+    from edge_bert.formats.tflite.export import MulLayerNorm, integer_friendly
 
     model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_models[arch]).eval()
     norms = sum(isinstance(m, nn.LayerNorm) for m in model.modules())

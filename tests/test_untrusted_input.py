@@ -19,7 +19,7 @@ from conftest import LABELS, sst2_dev
 from typer.testing import CliRunner
 
 from edge_bert.cli import app
-from edge_bert.converters.convert import convert
+from edge_bert.convert.pipeline import convert
 from edge_bert.evaldata import read_labelled
 
 TINY_PROFILE = Path(__file__).parent / "profiles" / "tiny-random.toml"
@@ -267,7 +267,7 @@ def test_json_path_is_checked_before_the_work(pristine, tmp_path):
 
 def test_hostile_name_cannot_leave_the_report_dir(pristine, tmp_path):
     """Even a result document from elsewhere (a device) is written under a sanitised name."""
-    from edge_bert.report import write_reports
+    from edge_bert.render.terminal import write_reports
 
     result = runner.invoke(app, ["validate", str(pristine), "--json", "-", "--report-dir", str(tmp_path / "r")])
     document = json.loads(result.stdout)

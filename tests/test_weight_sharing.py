@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import minilm_dir
 
-from edge_bert.converters.convert import RecipeOutcome, convert
-from edge_bert.converters.registry import REGISTRY
+from edge_bert.convert.architectures import REGISTRY
+from edge_bert.convert.pipeline import RecipeOutcome, convert
 
 #: issue #10's goal: an int8 file is at most 26 % of its model's fp32 parameter bytes (25 % is int8 itself)
 INT8_SHARE = 0.26

@@ -10,7 +10,7 @@ import importlib
 
 from edge_bert.backends.base import Backend
 from edge_bert.errors import BundleError
-from edge_bert.formats import FORMATS
+from edge_bert.recipes import FORMATS
 
 
 def backend_class(fmt: str) -> type[Backend]:

@@ -113,10 +113,21 @@ def parse_result(stdout: str) -> dict[str, Any] | None:
 #: what the host reads of each result kind (the runner always writes these)
 _RESULT_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "edge-bert/validate/v1": {
-        "bundle": str, "passed": bool, "gates": dict, "checks": dict, "parity": dict, "machine": dict, "runtime": dict,
+        "bundle": str,
+        "passed": bool,
+        "gates": dict,
+        "checks": dict,
+        "parity": dict,
+        "machine": dict,
+        "runtime": dict,
     },
     "edge-bert/bench/v2": {
-        "bundle": str, "latency": list, "settings": dict, "machine": dict, "runtime": dict, "memory_mib": dict,
+        "bundle": str,
+        "latency": list,
+        "settings": dict,
+        "machine": dict,
+        "runtime": dict,
+        "memory_mib": dict,
     },
 }
 

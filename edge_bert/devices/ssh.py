@@ -142,4 +142,3 @@ class SshTransport(Transport):
         rel = f"files/{sha256_file(path)[:12]}"
         remote, self.last_sent = self.sync(rel, {path.name: path})
         return f"{remote}/{path.name}"
-

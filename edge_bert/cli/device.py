@@ -1,0 +1,213 @@
+"""CLI: ``device setup``, ``device check`` (a doctor for a device) and ``results`` (result files -> one table)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from edge_bert.cli.common import fail as _fail
+from edge_bert.devices import DeviceError, open_device
+from edge_bert.devices.base import INSTALL_HINT
+from edge_bert.errors import EdgeBertError
+from edge_bert.render.terminal import console, machine_line
+
+device_app = typer.Typer(no_args_is_help=True, help="Devices: prepare an emulated board, check what a device has.")
+DeviceArg = Annotated[str, typer.Argument(help="local | ssh://user@host[:port] | emu:rpi4|rpi5|android-arm64")]
+RemotePythonOpt = Annotated[str, typer.Option(help="The Python on the device that has (or should have) edge-bert.")]
+
+
+@device_app.command("setup")
+def device_setup(device: DeviceArg) -> None:
+    """Prepare an emulated board's arm64 userland once (cached under ~/.cache/edge-bert)."""
+    from edge_bert.devices.emu_setup import setup
+
+    if not device.startswith("emu:"):
+        message = (
+            f"{device}: nothing to prepare here; on the device, install the runner: {INSTALL_HINT['onnx']} "
+            f"or {INSTALL_HINT['tflite']}, then `edge-bert device check {device}`"
+        )
+        console.print(escape(message), highlight=False)
+        raise typer.Exit(0)
+    try:
+        open_device(device)
+        setup(log=lambda m: console.print(f"[dim]{escape(m)}[/dim]", highlight=False))
+        console.print(probe_table(device, _probe(device, "python3")))
+    except DeviceError as exc:
+        raise _fail(exc) from exc
+
+
+def _probe(device: str, remote_python: str) -> dict:
+    from edge_bert.devices import probe
+
+    transport = open_device(device, remote_python)
+    done = transport.python_script(Path(probe.__file__).read_text(encoding="utf-8"))
+    try:
+        info = json.loads(done.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        raise DeviceError(f"{device}: {transport.explain_failure(done)}") from None
+    info["device"] = transport.describe()
+    return info
+
+
+def missing(info: dict) -> list[tuple[str, str]]:
+    """(what is missing, the one command that installs it)."""
+    versions = info["versions"]
+    has_litert = versions.get("ai-edge-litert") or versions.get("tflite-runtime")
+    if not versions.get("edge-bert"):
+        return [
+            (
+                "edge-bert (the runner) and a runtime",
+                f"{INSTALL_HINT['onnx']}  (.tflite bundles: {INSTALL_HINT['tflite']})",
+            )
+        ]
+    gaps = []
+    if not versions.get("onnxruntime"):
+        gaps.append(("onnxruntime, for ONNX bundles", INSTALL_HINT["onnx"]))
+    if not has_litert:
+        gaps.append(("ai-edge-litert, for .tflite bundles", INSTALL_HINT["tflite"]))
+    return gaps
+
+
+def _int8_isa(flags: list[str]) -> str:
+    if "asimd" in flags:
+        return ("dot products (asimddp)" if "asimddp" in flags else "NEON, no dot-product instructions") + (
+            " + i8mm" if "i8mm" in flags else ""
+        )
+    return (
+        "VNNI" if {"avx512_vnni", "avx_vnni"} & set(flags) else ("AVX2, no VNNI" if "avx2" in flags else "none known")
+    )
+
+
+def probe_table(device: str, info: dict) -> Table:
+    m, sensors = info["machine"], info["sensors"]
+    title = f"device {device}" + (
+        " (emulated: parity and accuracy only, never latency)" if info["device"]["emulated"] else ""
+    )
+    table = Table(title=title, show_header=False)
+    mhz = sensors["cpu_mhz"]
+    rows = {
+        "cpu": machine_line(m),
+        "int8 ISA": _int8_isa(m["isa_flags"]),
+        "os / python": f"{m['os']} / Python {m['python']} ({info['python_executable']})",
+        "memory": f"{info['mem_available_gib']} GiB free of {m['mem_total_gib']} GiB",
+        "disk free (home)": f"{info['disk_free_gib']} GiB",
+        "cpu clock": ", ".join(f"{k} {v:.0f} MHz" for k, v in mhz.items()) or "not exposed",
+        "temperature": ", ".join(f"{k} {v:.1f} °C" for k, v in sensors["temperature_c"].items()) or "not exposed",
+    }
+    rows.update({name: version or "[red]missing[/red]" for name, version in info["versions"].items()})
+    for gap, command in missing(info):
+        rows[f"missing: {gap}"] = command
+    for key, value in rows.items():
+        table.add_row(escape(key), value if "[red]" in value else escape(value))
+    return table
+
+
+@device_app.command("check")
+def device_check(
+    device: DeviceArg,
+    remote_python: RemotePythonOpt = "python3",
+    json_out: Annotated[
+        Optional[str], typer.Option("--json", help="Write the findings as JSON ('-' = stdout).")
+    ] = None,
+) -> None:
+    """What the device is (CPU, ISA flags, OS, Python, runtimes, free disk and memory) and what is missing.
+    Exit 0 when it can run bundles (edge-bert + a runtime), 1 when something is missing, 2 when unreachable."""
+    from edge_bert.render.terminal import write_json
+
+    try:
+        info = _probe(device, remote_python)
+    except DeviceError as exc:
+        raise _fail(exc) from exc
+    gaps = missing(info)
+    info["missing"] = [{"what": what, "install": command} for what, command in gaps]
+    if json_out != "-":
+        console.print(probe_table(device, info))
+    write_json(info, json_out)
+    versions = info["versions"]
+    usable = versions.get("edge-bert") and (
+        versions.get("onnxruntime") or versions.get("ai-edge-litert") or versions.get("tflite-runtime")
+    )
+    raise typer.Exit(0 if usable else 1)
+
+
+def results(
+    directory: Annotated[Path, typer.Argument(help="Directory searched (recursively) for result JSON files.")],
+    fmt: Annotated[str, typer.Option("--format", help="table | markdown | json")] = "table",
+) -> None:
+    """Collect validate/bench results (any device) into one table: bundles × devices."""
+    from edge_bert.render.results_table import collect, render
+
+    if not directory.is_dir():
+        raise _fail(FileNotFoundError(f"{directory}: not a directory"))
+    rows = collect(directory)
+    if not rows:
+        raise _fail(FileNotFoundError(f"{directory}: no edge-bert result files (*.json with an edge-bert schema)"))
+    render(rows, fmt)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(device_app, name="device")
+    app.command("results")(results)
+
+
+def auto_convert(device: str, remote_python: str, keep_candidates: bool) -> Callable[..., list]:
+    """``convert --recipe auto``: a drop-in for the CLI's ``_convert`` that converts every candidate recipe
+    aside, lets the device pick one (convert/auto_recipe.py) and writes only that bundle to OUT."""
+
+    def run(model: Optional[str], target: str, out: Path, **options: Any) -> list:
+        from edge_bert.cli.common import convert_and_show as _convert
+        from edge_bert.convert import auto_recipe
+
+        try:
+            auto_recipe.refuse_emulated(device)
+            length, threads = auto_recipe.profile_bench(target)
+        except EdgeBertError as exc:
+            raise _fail(exc) from exc
+        out.mkdir(parents=True, exist_ok=True)
+        aside = out / "candidates" if keep_candidates else Path(tempfile.mkdtemp(prefix=".auto-", dir=out))
+        try:
+            outcomes = _convert(model, target, aside, **{**options, "recipes": None})
+            candidates = auto_recipe.candidates_from(outcomes)
+            log = lambda m: console.print(f"[dim]{escape(m)}[/dim]", highlight=False)  # noqa: E731
+            for candidate in candidates:
+                if candidate.bundle is not None:
+                    auto_recipe.measure(device, remote_python, candidate, threads, log)
+            winner = auto_recipe.choose(candidates, length)
+            console.print(selection_table(device, candidates, length))
+            if winner is None:
+                console.print(f"[red]no candidate passed its gates on {escape(device)}; nothing written[/red]")
+                return [o for o in outcomes if not o.passed] or [dataclasses.replace(outcomes[0], passed=False)]
+            record = auto_recipe.selection_record(device, candidates, length, threads)
+            final = auto_recipe.install(winner.bundle, out, record, bool(options.get("overwrite")))
+        except EdgeBertError as exc:
+            raise _fail(exc) from exc
+        finally:
+            if not keep_candidates:
+                shutil.rmtree(aside, ignore_errors=True)
+        console.print(f"{escape(winner.label)} chosen on {escape(device)}: {escape(str(final))}", highlight=False)
+        chosen = next(o for o in outcomes if o.format == winner.format and o.recipe == winner.recipe)
+        return [dataclasses.replace(chosen, bundle=final)]
+
+    return run
+
+
+def selection_table(device: str, candidates: list, length: int) -> Table:
+    threads = sorted({t for c in candidates for t in c.p50_ms})
+    table = Table(title=f"--recipe auto on {device}: p50 ms at {length} tokens")
+    for column in ["format", "recipe", "gates on device", *[f"{t} thread(s)" for t in threads], "verdict"]:
+        table.add_column(column)
+    for c in candidates:
+        gates = "-" if c.device_gates is None else ("pass" if c.passed else "[red]fail[/red]")
+        cells = [f"{c.p50_ms[t][length]:.2f}" if length in c.p50_ms.get(t, {}) else "-" for t in threads]
+        verdict = f"[green]{escape(c.reason)}[/green]" if c.chosen else escape(c.reason)
+        table.add_row(c.format, c.recipe, gates, *cells, verdict)
+    return table

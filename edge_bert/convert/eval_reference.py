@@ -1,0 +1,84 @@
+"""The fp32 PyTorch model's outputs on the user's evaluation data, stored in the bundle.
+
+The device has no torch, so "accuracy as % of fp32" needs fp32's answers computed here, once. The
+bundle keeps a hash per text and the fp32 output (logits or embedding), never the texts themselves:
+the data stays the user's, and validate matches rows by hash when given the same file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_bert.accuracy import REFERENCE_FILE, classification_metrics, embedding_metrics, text_key
+from edge_bert.convert.golden import tokenize
+from edge_bert.evaldata import LabelledData, match_labels
+
+BATCH = 32
+
+
+@dataclass
+class EvalReference:
+    data: LabelledData
+    keys: list[str]
+    output: np.ndarray  # [rows, ...] fp32 primary output
+    fp32: dict[str, Any]  # the fp32 model's own accuracy on the data
+
+    def save(self, bundle_dir: Path) -> None:
+        np.savez(bundle_dir / REFERENCE_FILE, keys=np.asarray(self.keys, dtype=np.str_), output=self.output)
+
+    def manifest(self) -> dict[str, Any]:
+        return {"file": REFERENCE_FILE, "source": self.data.source, "rows": len(self.keys), "fp32": self.fp32}
+
+
+def check_labels(data: LabelledData, task: str, labels: list[str] | None) -> None:
+    """Fail before any export if the data's labels are not the model's (raises InputError)."""
+    if task == "text-classification" and data.labels is not None and labels:
+        match_labels(data.labels, labels)
+
+
+def make_eval_reference(
+    graph: nn.Module,
+    tokenizer: Any,
+    data: LabelledData,
+    input_names: tuple[str, ...],
+    max_length: int,
+    task: str,
+    labels: list[str] | None,
+) -> EvalReference:
+    """fp32 outputs in length-sorted, masked batches (identical to batch 1 up to float rounding)."""
+    ids, types, _ = tokenize(tokenizer, data.texts, max_length)
+    order = np.argsort([len(seq) for seq in ids], kind="stable")
+    outputs: list[np.ndarray] = [np.empty(0)] * len(ids)
+    with torch.inference_mode():
+        for start in range(0, len(order), BATCH):
+            batch = order[start : start + BATCH]
+            width = max(len(ids[i]) for i in batch)
+            feeds = {name: torch.zeros(len(batch), width, dtype=torch.long) for name in input_names}
+            for row, i in enumerate(batch):
+                values = {"input_ids": ids[i], "attention_mask": [1] * len(ids[i]), "token_type_ids": types[i]}
+                for name in input_names:
+                    feeds[name][row, : len(ids[i])] = torch.tensor(values[name])
+            result = graph(*(feeds[name] for name in input_names))
+            primary = (result[0] if isinstance(result, tuple) else result).float().numpy()
+            for row, i in enumerate(batch):
+                outputs[i] = primary[row]
+    output = np.stack(outputs).astype(np.float32)
+    return EvalReference(data, [text_key(t) for t in data.texts], output, _fp32_metrics(output, data, task, labels))
+
+
+def _fp32_metrics(output: np.ndarray, data: LabelledData, task: str, labels: list[str] | None) -> dict[str, Any]:
+    if data.labels is None:
+        return {}
+    if task == "text-classification" and labels:
+        metrics = classification_metrics(output, None, match_labels(data.labels, labels), labels)
+        return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    if task == "feature-extraction":
+        classes = np.unique(data.labels, return_inverse=True)[1]
+        return {"knn_accuracy": embedding_metrics(output, None, classes).get("knn_accuracy")}
+    return {}

@@ -1,0 +1,370 @@
+"""``convert``: checkpoint -> golden references -> per format: export, recipes -> one bundle per recipe.
+
+A recipe's bundle is written only if the runner's own ``validate`` passes on the staged bundle
+under the profile's gates; otherwise the report says by how much it failed and nothing is written.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_bert import __version__
+from edge_bert.accuracy import summary
+from edge_bert.bundle import Bundle, check_writable_dir, write_bundle
+from edge_bert.convert.eval_reference import EvalReference, check_labels, make_eval_reference
+from edge_bert.convert.flops import METHOD, flops_by_length
+from edge_bert.convert.golden import make_golden, tokenize
+from edge_bert.convert.loading import DEFAULT_MODEL_NAME, default_model_path, load_model
+from edge_bert.convert.rescue import rescue
+from edge_bert.convert.tasks import build_graph, task_config
+from edge_bert.errors import ConversionError, EdgeBertError, InputError
+from edge_bert.evaldata import LabelledData
+from edge_bert.formats.base import ExportJob, ModelFormat, format_class, producible_formats
+from edge_bert.profiles import FormatSpec, Recipe, TargetProfile, load_profile
+from edge_bert.tasks import failed_gates
+from edge_bert.textdata import builtin_texts
+from edge_bert.validate import validate
+
+_TOOLS = (
+    "torch",
+    "transformers",
+    "onnx",
+    "onnxruntime",
+    "tokenizers",
+    "numpy",
+    "litert-torch",
+    "litert-quantizer",
+    "ai-edge-litert",
+)
+
+Log = Callable[[str], None]
+#: golden texts taken from --eval-data when no --texts are given
+GOLDEN_FROM_EVAL = 64
+
+
+class GateFailure(EdgeBertError):
+    def __init__(self, result: dict[str, Any]) -> None:
+        failed = failed_gates(result["gates"])
+        self.failed = {k: {"value": v["value"], "threshold": v["threshold"]} for k, v in failed.items()}
+        detail = ", ".join(f"{k}: {v['value']:.4g} vs {v['threshold']}" for k, v in failed.items())
+        if not result["checks"]["tokenizer"]["pass"]:
+            detail = "tokenizer mismatch; " + detail
+        super().__init__(f"failed its parity gate ({detail}); bundle not written")
+        self.result = result
+
+
+@dataclass
+class RecipeOutcome:
+    format: str
+    recipe: str
+    bundle: Path | None
+    passed: bool
+    parity: dict[str, Any] | None
+    model_bytes: int | None
+    seconds: float
+    error: str | None = None
+    accuracy: dict[str, Any] | None = None  # headline task metrics on --eval-data
+    rescue: dict[str, Any] | None = None  # nodes kept float to pass the gate, and their cost
+    #: False for a profile's attempts (``required = false``): a refusal is reported, not an error
+    required: bool = True
+    #: what the recipe produced (the manifest's recipe settings), also when the gate refused it
+    settings: dict[str, Any] | None = None
+
+
+def convert(
+    source: str | None = None,
+    target: str | Path = "x86",
+    out_dir: str | Path = "bundles",
+    *,
+    task: str | None = None,
+    formats: list[str] | None = None,
+    recipes: list[str] | None = None,
+    texts: list[str] | None = None,
+    calibration_texts: list[str] | None = None,
+    eval_data: LabelledData | None = None,
+    max_length: int | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+    allow_rescue: bool = True,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    normalize: bool | None = None,
+    log: Log = print,
+) -> list[RecipeOutcome]:
+    """Convert ``source`` (hub id or dir; None = the embedded MiniLM) for ``target``; one outcome per recipe."""
+    profile = load_profile(target)
+    out = Path(out_dir)
+    check_writable_dir(out)
+    specs = _formats_to_produce(profile, formats, log)
+    if task is not None:
+        task_config(task)
+    builtin = texts is None and eval_data is None
+    if texts is None:
+        texts = golden_sample(eval_data) if eval_data is not None else builtin_texts("sentences")
+    if not texts:
+        raise InputError("the text list is empty: golden references need at least one text")
+    if source is None:
+        source, name = str(default_model_path()), name or DEFAULT_MODEL_NAME
+    log(f"loading {source}")
+    loaded = load_model(source, task, revision, trust_remote_code, normalize)
+    name = _slug(name or source)
+    classes = {spec.name: format_class(spec.name) for spec in specs}
+    static = [max(n) for spec in specs if (n := classes[spec.name].static_lengths(profile, spec))]
+    limits = [max_length, profile.shapes.max_length, getattr(loaded.config, "max_position_embeddings", None), *static]
+    limit = min(int(n) for n in limits if n)
+    if eval_data is not None:
+        check_labels(eval_data, loaded.task, loaded.labels)
+    calibration_texts = calibration_texts or texts + builtin_texts("paragraphs")
+    if builtin and loaded.task == "feature-extraction":
+        # a dense set of short texts on few topics, where int8 rounding can reorder neighbours: the 27
+        # varied sentences alone are too far apart to show it (min_neighbour_agreement)
+        texts = texts + builtin_texts("neighbours")
+    graph = build_graph(loaded.task, loaded.model, loaded.pooling, loaded.normalize)
+    golden = make_golden(graph, loaded.tokenizer, texts, loaded.arch.inputs, limit)
+    if golden.truncated:
+        log(f"{len(golden.truncated)} golden text(s) longer than {limit} tokens were truncated")
+    ids, types, _ = tokenize(loaded.tokenizer, calibration_texts, limit)
+    calibration = [(np.asarray(i, np.int64), np.asarray(t, np.int64)) for i, t in zip(ids, types, strict=True)]
+    reference = None
+    if eval_data is not None:
+        log(f"fp32 reference on {len(eval_data)} evaluation texts ({eval_data.source.get('name') or eval_data.source})")
+        reference = make_eval_reference(
+            graph, loaded.tokenizer, eval_data, loaded.arch.inputs, limit, loaded.task, loaded.labels
+        )
+        log(f"fp32 on the evaluation data: {reference.fp32 or 'no labels'}")
+
+    flops = _count_flops(
+        graph, loaded.arch.inputs, profile, [n for spec in specs for n in _static(classes, spec, profile)], limit, log
+    )
+
+    extra = {"flops": flops} if flops else {}
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="edge-bert-") as work_dir:
+        for spec in specs:
+            work = Path(work_dir) / spec.name
+            work.mkdir()
+            fmt = classes[spec.name](ExportJob(loaded, graph, golden, profile, spec, work, limit, calibration))
+            export = fmt.export(log)
+            for recipe in _recipes(spec, recipes):
+                final = out / _safe_id(f"{name}-{profile.name}-{spec.name}-{recipe.name}")
+                outcomes.append(
+                    _produce_bundle(fmt, recipe, export, final, reference, overwrite, allow_rescue, log, extra)
+                )
+    return outcomes
+
+
+#: lengths FLOPs are always counted at (besides the profile's bench and static lengths and the max length)
+FLOP_LENGTHS = (16, 32, 64, 128, 256, 512)
+
+
+def _static(classes: dict, spec: FormatSpec, profile: TargetProfile) -> list[int]:
+    return classes[spec.name].static_lengths(profile, spec) or []
+
+
+def _count_flops(
+    graph: Any, inputs: tuple[str, ...], profile: TargetProfile, static: list[int], limit: int, log: Log
+) -> dict[str, Any] | None:
+    """The manifest's ``flops`` for bench's roofline; None (and a note) if the graph cannot be counted."""
+    lengths = [n for n in (*FLOP_LENGTHS, *profile.bench.seq_lengths, *static, limit) if 2 <= n <= limit]
+    try:
+        return {"method": METHOD, "per_seq_length": flops_by_length(graph, inputs, lengths)}
+    except Exception as exc:  # a counting failure costs the roofline columns, not the conversion
+        log(f"note: FLOPs not counted ({type(exc).__name__}: {str(exc)[:120]}); bench prints no roofline")
+        return None
+
+
+def golden_sample(data: LabelledData, count: int = GOLDEN_FROM_EVAL) -> list[str]:
+    """Golden texts from the user's evaluation data (evenly spread rows): parity is then measured on the
+    task's own inputs. A classifier is unsure on text from another domain, and one flipped argmax of a
+    near-tie there would fail a top-1 gate that says nothing about the task."""
+    rows = np.unique(np.linspace(0, len(data) - 1, min(count, len(data))).astype(int))
+    return [data.texts[i] for i in rows]
+
+
+def _formats_to_produce(profile: TargetProfile, formats: list[str] | None, log: Log) -> list[FormatSpec]:
+    wanted = formats or list(profile.formats)
+    for fmt in wanted:
+        if fmt not in profile.formats:
+            raise ConversionError(f"target {profile.name} names no {fmt!r} format; it has {list(profile.formats)}")
+    producible = producible_formats()
+    unavailable = [f for f in wanted if f not in producible]
+    if formats and unavailable:
+        raise ConversionError(f"this edge-bert cannot produce {unavailable} yet; it produces {list(producible)}")
+    for fmt in unavailable:
+        log(f"note: target {profile.name} asks for {fmt}, which this edge-bert cannot produce yet - skipped")
+    specs = [profile.formats[f] for f in wanted if f in producible]
+    if not specs:
+        raise ConversionError(f"target {profile.name} names no format this edge-bert can produce ({producible})")
+    return specs
+
+
+def _recipes(spec: FormatSpec, names: list[str] | None) -> list[Recipe]:
+    return [spec.recipe(n) for n in names] if names else list(spec.recipes)
+
+
+def _produce_bundle(
+    fmt: ModelFormat,
+    recipe: Recipe,
+    export: dict[str, Any],
+    final: Path,
+    reference: EvalReference | None,
+    overwrite: bool,
+    allow_rescue: bool,
+    log: Log,
+    manifest_extra: dict[str, Any] | None = None,
+) -> RecipeOutcome:
+    start = time.perf_counter()
+    log(f"recipe {recipe.name}: producing {final.name}")
+    settings: dict[str, Any] | None = None
+    model_file = fmt.job.work / f"{recipe.name}-{fmt.model_file}"
+
+    def outcome(
+        bundle: Path | None, check: dict[str, Any] | None, error: str | None = None, rescued: dict | None = None
+    ) -> RecipeOutcome:
+        size = model_file.stat().st_size if model_file.exists() else None
+        parity, accuracy = (check or {}).get("parity"), (check or {}).get("accuracy")
+        seconds = time.perf_counter() - start
+        return RecipeOutcome(
+            fmt.name, recipe.name, bundle, error is None, parity, size, seconds, error, accuracy, rescued,
+            recipe.required, settings,
+        )  # fmt: skip
+
+    try:
+        settings = fmt.produce(recipe, model_file)
+    except EdgeBertError:
+        raise
+    except Exception as exc:  # a quantizer failure ends this recipe, not the whole conversion
+        message = f"recipe {recipe.name}: the {fmt.name} quantizer failed: {type(exc).__name__}: {exc}"
+        log(message)
+        return outcome(None, None, message)
+
+    def attempt(trial: Recipe, trial_settings: dict[str, Any], extra: dict[str, Any]) -> Bundle:
+        extra = {**(manifest_extra or {}), **extra}
+        return _write(fmt, trial, trial_settings, export, final, reference, model_file, overwrite, extra)
+
+    try:
+        bundle = attempt(recipe, settings, {})
+    except GateFailure as failure:
+        log(f"recipe {recipe.name}: {failure}")
+        fp32_bytes = fmt.fp32_path.stat().st_size if fmt.fp32_path else 0
+        bundle = (
+            rescue(fmt, recipe, model_file, fp32_bytes, attempt, GateFailure, log, failure.failed)
+            if allow_rescue
+            else None
+        )
+        if bundle is None:
+            result = failure.result
+            metrics = (result["accuracy"] or {}).get("metrics")
+            accuracy = summary(metrics) if metrics else None
+            return outcome(None, {"parity": result["parity"], "accuracy": accuracy}, str(failure))
+    settings = bundle.manifest.recipe.settings  # a rescued bundle's: with the nodes it kept float
+    return outcome(bundle.path, bundle.manifest.conversion_check, rescued=bundle.manifest.rescue)
+
+
+def _write(
+    fmt: ModelFormat,
+    recipe: Recipe,
+    settings: dict[str, Any],
+    export: dict[str, Any],
+    final: Path,
+    reference: EvalReference | None,
+    model_file: Path,
+    overwrite: bool,
+    extra: dict[str, Any],
+) -> Bundle:
+    """Stage the bundle, gate it with the runner's validate (raises GateFailure), rename it into place."""
+
+    def populate(staging: Path) -> dict[str, Any]:
+        loaded = fmt.job.loaded
+        shutil.copyfile(model_file, staging / fmt.model_file)
+        loaded.config.save_pretrained(staging)
+        loaded.tokenizer.save_pretrained(staging)
+        fmt.job.golden.save(staging / "golden.npz")
+        if loaded.labels:
+            (staging / "labels.txt").write_text("\n".join(loaded.labels) + "\n", encoding="utf-8")
+        fmt.write_extras(staging)
+        manifest = {**_manifest(fmt, recipe, settings, export, final.name), **extra}
+        if reference is not None:
+            reference.save(staging)
+            manifest["eval"] = reference.manifest()
+        return manifest
+
+    def gate(staging: Path) -> dict[str, Any]:
+        result = validate(staging, gates=recipe.gates, data=reference.data if reference else None)
+        if not result["passed"]:
+            raise GateFailure(result)
+        check = {"parity": result["parity"], "gates": result["gates"]}
+        if metrics := (result["accuracy"] or {}).get("metrics"):
+            check["accuracy"] = summary(metrics)
+        return {"conversion_check": check}
+
+    return write_bundle(final, populate, overwrite=overwrite, accept=gate)
+
+
+def _manifest(
+    fmt: ModelFormat, recipe: Recipe, settings: dict[str, Any], export: dict[str, Any], bundle_name: str
+) -> dict[str, Any]:
+    job = fmt.job
+    loaded, task = job.loaded, job.task
+    embedding = loaded.task == "feature-extraction"
+    return {
+        "name": bundle_name,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": {
+            "source": loaded.source,
+            "revision": loaded.revision,
+            "architecture": loaded.arch.model_type,
+            "task": loaded.task,
+            "labels": loaded.labels,
+            "parameters": sum(p.numel() for p in loaded.model.parameters()),
+            "hidden_size": getattr(loaded.config, loaded.arch.hidden_attr, None),
+            "pooling": loaded.pooling if embedding else None,
+            "normalize": loaded.normalize if embedding else None,
+        },
+        **fmt.manifest_fields(),
+        "tokenizer_file": "tokenizer.json",
+        "golden_file": "golden.npz",
+        "recipe": {"name": recipe.name, "kind": recipe.kind, "settings": settings, "gates": asdict(recipe.gates)},
+        "target": job.profile.raw,
+        "outputs": list(task.outputs),
+        "primary_output": task.primary_output,
+        "tokenizer": {
+            "max_length": job.max_length,
+            "truncation": "longest_first, keeps the final [SEP]",
+            "lowercase": bool(getattr(loaded.tokenizer, "do_lower_case", False)),
+        },
+        "golden": job.golden.info(task.primary_output),
+        "export": export,
+        "tools": _tool_versions(),
+    }
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {"edge-bert": __version__, "python": platform.python_version()}
+    for dist in _TOOLS:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _slug(source: str) -> str:
+    return _safe_id(Path(source.rstrip("/")).name.lower().replace("_", "-"))[:80]
+
+
+def _safe_id(text: str) -> str:
+    """A bundle-id-safe name (manifest.safe_name): report files are named after it on the device."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-")[:128] or "model"

@@ -1,0 +1,1 @@
+"""ONNX: torch.onnx export, onnxruntime's transformer fusions and quantizers, per-node sensitivity."""

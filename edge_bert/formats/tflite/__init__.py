@@ -1,0 +1,1 @@
+"""LiteRT (.tflite): litert-torch export, LiteRT Quantizer recipes, GPTQ rounding, Android extras."""

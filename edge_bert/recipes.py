@@ -1,0 +1,176 @@
+"""Bundle formats, described once: file name, runtime backend, converter, recipe kinds and their options.
+
+Profiles (which recipe kinds and options a ``[FORMAT]`` table may hold), the runner (which backend
+loads a bundle) and the converter (which exporter writes it) all read this one registry, so a new
+format is one descriptor here plus its modules. Runner side: nothing here imports a runtime or torch;
+the modules named are imported lazily by whoever needs them.
+
+Recipe options are typed, one class per recipe kind, and read strictly when a profile loads
+(``fuse_atention = false`` is an error naming the key, not a silently ignored typo). One name per
+concept across formats: ``keep_float`` for nodes kept float (ONNX and LiteRT), ``calibration_samples``
+with one default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from edge_bert.schema import CHECK, at_least, between, each
+
+#: real texts used to calibrate int8 activations, unless a recipe says otherwise
+CALIBRATION_SAMPLES = 64
+
+
+def _node_name(value: str) -> str | None:
+    return None if value.strip() else "node names must not be empty"
+
+
+@dataclass(frozen=True)
+class RecipeOptions:
+    """Options every recipe takes.
+
+    ``required = false`` marks an attempt: it is converted, gated and reported like any recipe, but
+    its refusal does not make ``convert`` exit 1 (e.g. full-int8 for NPU delegates, which most
+    models do not survive).
+    """
+
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class OnnxFloatOptions(RecipeOptions):
+    #: fuse attention into onnxruntime's Attention op (false: leave it as MatMul/Softmax)
+    fuse_attention: bool = True
+
+
+@dataclass(frozen=True)
+class Int8Options(RecipeOptions):
+    """int8 recipes that accuracy rescue can retry with single nodes kept float."""
+
+    #: on a failed gate, keep the most sensitive nodes float and retry
+    rescue: bool = True
+    #: nodes (ONNX node names, LiteRT op output tensors) always kept float
+    keep_float: tuple[str, ...] = field(default=(), metadata={CHECK: each(_node_name)})
+
+
+@dataclass(frozen=True)
+class OnnxDynamicInt8Options(Int8Options):
+    per_channel: bool = True
+    #: 7-bit weights: avoids u8s8 saturation on CPUs without VNNI / Arm dot products
+    reduce_range: bool = False
+    weight_type: Literal["int8", "uint8"] = "int8"
+    fuse_attention: bool = True
+    #: SmoothQuant migration strength (formats/onnx/smooth.py); unset: off
+    smooth_alpha: float | None = field(default=None, metadata={CHECK: between(0.0, 1.0)})
+
+
+@dataclass(frozen=True)
+class OnnxStaticInt8Options(Int8Options):
+    activation_type: Literal["uint8", "int8"] = "uint8"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    per_channel: bool = True
+    reduce_range: bool = False
+    calibration_samples: int = field(default=CALIBRATION_SAMPLES, metadata={CHECK: at_least(1)})
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    op_types: tuple[str, ...] = ("MatMul", "Gemm", "Gather")
+
+
+@dataclass(frozen=True)
+class TfliteDynamicInt8Options(Int8Options):
+    """LiteRT dynamic int8 (int8 weights, activations quantized per row on the fly by XNNPACK)."""
+
+    #: how weights meet the int8 grid: "nearest", or "gptq" (formats/tflite/gptq.py: rounding chosen
+    #: against real activations; same file size, same kernels, calibrated on ``calibration_samples`` texts)
+    rounding: Literal["nearest", "gptq"] = "nearest"
+    calibration_samples: int = field(default=CALIBRATION_SAMPLES, metadata={CHECK: at_least(1)})
+    #: attention projections a sentence-embedding model keeps float: search ranks texts by cosine gaps
+    #: smaller than int8's error there (their input, the LayerNorm output, has outlier channels that per-row
+    #: int8 rounds coarsely). Classifiers are unaffected. No "query": measured, it adds nothing next to key
+    #: and value (MiniLM mean cosine 0.99934 -> 0.99936) for another third of the float cost.
+    embedding_float: tuple[Literal["key", "value"], ...] = ()
+
+
+@dataclass(frozen=True)
+class TfliteFullInt8Options(RecipeOptions):
+    calibration_samples: int = field(default=CALIBRATION_SAMPLES, metadata={CHECK: at_least(1)})
+
+
+@dataclass(frozen=True)
+class TfliteFullInt16x8Options(TfliteFullInt8Options):
+    """int16 activations, int8 weights (a16w8, TFLite's "16x8" mode): an integer graph for NPU delegates
+    with 256x finer activations than full-int8; CPU kernels for it are mostly reference (slow)."""
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """The ``[onnx]`` table of a profile (besides ``recipes`` and ``recipe``)."""
+
+    opset: int = field(default=17, metadata={CHECK: at_least(13)})
+    #: onnxruntime's transformer fusions, baked into the file
+    optimize: bool = False
+    #: also write model.ort (ONNX Runtime Mobile) with onnxruntime's own converter
+    ort_format: bool = False
+
+
+@dataclass(frozen=True)
+class TfliteOptions:
+    """The ``[tflite]`` table of a profile: one signature per static length."""
+
+    seq_lengths: tuple[int, ...] | None = field(default=None, metadata={CHECK: each(at_least(1))})
+    #: vocab.txt, ANDROID.md and tokenizer_cases.jsonl next to the model, for app developers
+    app_extras: bool = False
+
+
+@dataclass(frozen=True)
+class FormatDescriptor:
+    name: str
+    model_file: str
+    runtime: str
+    #: ``module:Class`` of the runner backend, and the pip extra that installs its runtime
+    backend: str
+    runtime_extra: str
+    #: ``module:Class`` of the host-side exporter, and the pip extra that installs its toolchain
+    converter: str
+    converter_extra: str
+    options: type
+    #: recipe kind -> its options class
+    recipes: dict[str, type[RecipeOptions]]
+
+
+FORMATS: dict[str, FormatDescriptor] = {
+    "onnx": FormatDescriptor(
+        name="onnx",
+        model_file="model.onnx",
+        runtime="onnxruntime",
+        backend="edge_bert.backends.ort:OrtBackend",
+        runtime_extra="onnx",
+        converter="edge_bert.formats.onnx.format:OnnxFormat",
+        converter_extra="convert",
+        options=OnnxOptions,
+        recipes={
+            "fp32": OnnxFloatOptions,
+            "fp16": OnnxFloatOptions,
+            "dynamic-int8": OnnxDynamicInt8Options,
+            "static-int8": OnnxStaticInt8Options,
+        },
+    ),
+    "tflite": FormatDescriptor(
+        name="tflite",
+        model_file="model.tflite",
+        runtime="litert",
+        backend="edge_bert.backends.litert:LiteRtBackend",
+        runtime_extra="litert",
+        converter="edge_bert.formats.tflite.format:TfliteFormat",
+        converter_extra="tflite",
+        options=TfliteOptions,
+        recipes={
+            "fp32": RecipeOptions,
+            "fp16": RecipeOptions,
+            "dynamic-int8": TfliteDynamicInt8Options,
+            "weight-only-int8": Int8Options,
+            "full-int8": TfliteFullInt8Options,
+            "full-int16x8": TfliteFullInt16x8Options,
+        },
+    ),
+}

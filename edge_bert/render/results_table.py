@@ -1,0 +1,128 @@
+"""``edge-bert results``: result files from any device -> one table of bundles × devices.
+
+Reads only result documents (validate/bench JSON), so a result from a Pi, an emulated board and a
+laptop sit in the same table. Emulated timings are never shown as latency.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from edge_bert.render.terminal import console
+
+SCHEMAS = ("edge-bert/validate/", "edge-bert/bench/")
+
+
+def _device(result: dict[str, Any]) -> dict[str, Any]:
+    return result.get("device") or {"id": "local", "kind": "local", "emulated": bool(result.get("emulated"))}
+
+
+def collect(directory: Path) -> list[dict[str, Any]]:
+    """One row per (bundle, device), merging its validate and bench results (the newest file wins)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(directory.rglob("*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if not isinstance(result, dict) or not str(result.get("schema", "")).startswith(SCHEMAS):
+            continue
+        device = _device(result)
+        key = (result.get("bundle_id") or result["bundle"], device["id"])
+        row = found.setdefault(
+            key,
+            {
+                "bundle": result["bundle"],
+                "bundle_id": key[0],
+                "device": device["id"],
+                "emulated": bool(device.get("emulated")),
+                "machine": result.get("machine"),
+            },
+        )
+        if "validate" in result["schema"]:
+            gates = result.get("gates", {})
+            metrics = (result.get("accuracy") or {}).get("metrics") or {}
+            row.update(
+                passed=result["passed"],
+                mean_cosine=result["parity"].get("mean_cosine"),
+                top1_agreement=result["parity"].get("top1_agreement"),
+                accuracy_pct_of_fp32=metrics.get(
+                    "accuracy_pct_of_fp32", gates.get("min_accuracy_pct_of_fp32", {}).get("value")
+                ),
+                predictions=result.get("predictions"),
+                validate_file=str(path),
+            )
+        else:
+            p50 = {str(r["seq_length"]): r["p50_ms"] for r in result["latency"]}
+            row["emulated_p50_ms" if row["emulated"] else "p50_ms"] = p50
+            row["threads"] = result["settings"]["threads"]
+    rows = list(found.values())
+    _same_top1_as_host(rows)
+    for row in rows:
+        row.pop("predictions", None)
+    return sorted(rows, key=lambda r: (r["bundle"], r["device"] != "local", r["device"]))
+
+
+def _same_top1_as_host(rows: list[dict[str, Any]]) -> None:
+    """Per row: on how many golden texts the top-1 class equals the host's (the local run of the same bundle)."""
+    host = {r["bundle_id"]: r.get("predictions") for r in rows if r["device"] == "local"}
+    for row in rows:
+        mine, ref = row.get("predictions"), host.get(row["bundle_id"])
+        if mine and ref and len(mine["top1"]) == len(ref["top1"]):
+            same = sum(a == b for a, b in zip(mine["top1"], ref["top1"], strict=True))
+            row["same_top1_as_host"] = f"{same}/{len(ref['top1'])}"
+
+
+def render(rows: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    lengths = sorted({int(n) for r in rows for n in (r.get("p50_ms") or r.get("emulated_p50_ms") or {})})
+    header = ["bundle", "device", "validate", "mean cos", "top-1", "acc % fp32", "same top-1 as host"]
+    header += [f"p50 @{n} ms" for n in lengths]
+    body = []
+    for r in rows:
+        verdict = "-" if "passed" not in r else ("pass" if r["passed"] else "FAIL")
+        cells = [
+            r["bundle"],
+            r["device"] + (" (emulated)" if r["emulated"] else ""),
+            verdict,
+            _num(r.get("mean_cosine"), 5),
+            _num(r.get("top1_agreement"), 3),
+            _num(r.get("accuracy_pct_of_fp32"), 2),
+            r.get("same_top1_as_host", "-"),
+        ]
+        for n in lengths:
+            cells.append(
+                "emulated"
+                if r["emulated"] and r.get("emulated_p50_ms")
+                else _num((r.get("p50_ms") or {}).get(str(n)), 2)
+            )
+        body.append(cells)
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        sys.stdout.write("\n".join(lines) + "\n")
+        if any(r["emulated"] for r in rows):
+            sys.stdout.write(
+                "\nEmulated rows (qemu) show ARM64 parity and accuracy; their timings are not device latency.\n"
+            )
+        return
+    table = Table(
+        title=f"results: {len({r['bundle_id'] for r in rows})} bundles × {len({r['device'] for r in rows})} devices",
+        caption="emulated = qemu user-mode ARM64: parity and accuracy only, timings are not latency",
+    )
+    for column in header:
+        table.add_column(column, justify="left" if column in ("bundle", "device") else "right")
+    for cells in body:
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _num(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

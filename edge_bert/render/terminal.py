@@ -1,0 +1,195 @@
+"""Human-readable tables (rich) and JSON output for validate/bench results."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from edge_bert.errors import InputError
+from edge_bert.render.markdown import validation_markdown
+from edge_bert.render.text import fmt_value, gate_label, gate_verdict, machine_line
+
+__all__ = ["console", "fmt_value", "gate_label", "machine_line", "print_error"]
+
+console = Console()
+if not console.is_terminal:  # piped or captured: wide enough that tables are not truncated
+    console = Console(width=160)
+#: errors go to stderr, so that stdout stays pure JSON with ``--json -``
+err_console = Console(stderr=True, width=None if console.is_terminal else 1000)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr (rich markup in the message is shown literally)."""
+    err_console.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+
+
+def check_output_file(target: str | None) -> None:
+    """Fail before any work if ``--json PATH`` could not be written afterwards (a PASS must not be lost)."""
+    if target is None or target == "-":
+        return
+    path = Path(target)
+    if path.is_dir():
+        raise InputError(f"--json {target}: is a directory; give a file path")
+    if not path.parent.is_dir():
+        raise InputError(f"--json {target}: directory {path.parent} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"--json {target}: the file is not writable")
+    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise InputError(f"--json {target}: cannot create files in {path.parent}")
+
+
+def check_report_dir(out_dir: Path) -> None:
+    """Fail before any work if reports cannot be written there (and say it is the report dir, not the
+    bundle). Nothing is created yet: a run refused for other reasons leaves no empty directory behind."""
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    if problem:
+        raise InputError(f"cannot write reports to {out_dir}: {problem}; pass --report-dir DIR that is writable")
+
+
+def write_json(result: dict[str, Any], target: str | None) -> None:
+    """``target`` is a path, ``-`` for stdout, or None for no JSON."""
+    if target is None:
+        return
+    text = json.dumps(result, indent=2) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        Path(target).write_text(text, encoding="utf-8")
+
+
+def validation_table(result: dict[str, Any]) -> Table:
+    verdict = "[green]PASS[/green]" if result["passed"] else "[red]FAIL[/red]"
+    table = Table(title=f"validate {result['bundle']}: {verdict}", caption=machine_line(result["machine"]))
+    table.add_column("check")
+    table.add_column("value", justify="right")
+    table.add_column("gate", justify="right")
+    table.add_column("verdict")
+    tok = result["checks"]["tokenizer"]
+    table.add_row("checksums + schema", f"{result['checks']['schema_and_checksums']['files']} files", "", "pass")
+    table.add_row(
+        "tokenizer reproduces golden ids",
+        f"{tok['texts'] - len(tok['mismatches'])}/{tok['texts']}",
+        "all",
+        "pass" if tok["pass"] else "[red]fail[/red]",
+    )
+    parity = result["parity"]
+    table.add_row("max abs error", fmt_value(parity["max_abs_error"]), "", "")
+    for name, gate in result["gates"].items():
+        table.add_row(
+            gate_label(name),
+            fmt_value(gate["value"], 6),
+            ("≥ " if name.startswith("min") else "≤ ") + fmt_value(gate["threshold"]),
+            gate_verdict(gate, "[red]fail[/red]"),
+        )
+    accuracy_rows(table, result)
+    return table
+
+
+def accuracy_rows(table: Table, result: dict[str, Any]) -> None:
+    """The task-accuracy lines of the validate table (gated values appear with their gates)."""
+    evaluation = result.get("accuracy") or {}
+    metrics = evaluation.get("metrics") or {}
+    for label, key, ref in (
+        ("accuracy (fp32)", "accuracy", "fp32_accuracy"),
+        ("macro-F1 (fp32)", "macro_f1", "fp32_macro_f1"),
+        ("k-NN accuracy (fp32)", "knn_accuracy", "fp32_knn_accuracy"),
+    ):
+        if key in metrics:
+            table.add_row(label, f"{metrics[key]:.4f} ({fmt_value(metrics.get(ref))})", "", "")
+    if metrics.get("worst_classes"):
+        worst = ", ".join(f"{c['label']} -{100 * c['drop']:.1f}pt" for c in metrics["worst_classes"][:3])
+        table.add_row("classes that lost most", worst, "", "")
+    for note in evaluation.get("notes", []):
+        table.add_row("note", note, "", "")
+
+
+def report_stem(result: dict[str, Any]) -> str:
+    """A file name from the bundle id (and the device, so a device's result never overwrites the local one):
+    only safe characters, so a hostile manifest or device name cannot reach outside the report dir."""
+    device = (result.get("device") or {}).get("id", "local")
+    stem = str(result["bundle"]) + ("" if device == "local" else f"@{device}")
+    return re.sub(r"[^A-Za-z0-9._@-]+", "_", stem).lstrip(".")[:160] or "bundle"
+
+
+def write_reports(result: dict[str, Any], out_dir: Path, plot: bool = False) -> list[Path]:
+    """``BUNDLE.validate.json`` + ``.md`` (and PNGs with ``plot``) under ``out_dir``; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = report_stem(result) + ".validate"
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    write_json(result, str(json_path))
+    md_path.write_text(validation_markdown(result), encoding="utf-8")
+    files = [json_path, md_path]
+    if plot:
+        from edge_bert.render.plots import write_plots
+
+        files += write_plots(result, out_dir, stem)
+    return files
+
+
+def bench_table(result: dict[str, Any]) -> Table:
+    mem = result["memory_mib"]
+    emulated = "EMULATED (qemu), timings are not device latency · " if result.get("emulated") else ""
+    table = Table(
+        title=(
+            emulated
+            + f"bench {result['bundle']} · {result['runtime']['name']} {result['settings']['threads']} threads · "
+            f"cold load {result['cold_load_ms']:.0f} ms · first inference {result['first_inference_ms']:.1f} ms · "
+            f"peak RSS {mem['peak_rss']:.0f} MiB"
+        ),
+        caption=machine_line(result["machine"]),
+    )
+    peak = (result.get("roofline") or {}).get("compared_with", "fp32")
+    columns = ["seq", "padded", "p50 ms", "p90 ms", "p99 ms", "e2e p50", "e2e p99", "overhead", "mean ± std"]
+    columns += ["inf/s", "tokens/s", "GFLOP/s", f"% {peak} peak"]
+    for column in columns:
+        table.add_column(
+            f"emulated {column}" if emulated and column not in ("seq", "padded") else column, justify="right"
+        )
+    for row in result["latency"]:
+        e2e = row.get("e2e") or {}
+        table.add_row(
+            str(row["seq_length"]),
+            str(row["padded_to"]),
+            f"{row['p50_ms']:.2f}",
+            f"{row['p90_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            fmt_value(e2e.get("p50_ms"), 2, "f"),
+            fmt_value(e2e.get("p99_ms"), 2, "f"),
+            "—" if row.get("overhead_pct") is None else f"{row['overhead_pct']:.1f} %",
+            f"{row['mean_ms']:.2f} ± {row['std_ms']:.2f}",
+            f"{row['throughput_per_s']:.1f}",
+            f"{row['tokens_per_s']:.0f}",
+            "—" if row.get("gflops_per_s") is None else f"{row['gflops_per_s']:.0f}",
+            "—" if row.get("pct_of_peak") is None else f"{row['pct_of_peak']:.0f} %",
+        )
+    return table
+
+
+def roofline_line(result: dict[str, Any]) -> str | None:
+    """The line under the bench table: the measured peaks and which one "% of peak" uses."""
+    roofline = result.get("roofline") or {}
+    peak = roofline.get("peak")
+    if not peak:
+        return None
+    tag = "emulated " if result.get("emulated") else ""
+    counted = "" if roofline.get("flops_method") else "; the bundle has no FLOP count (convert it again): no roofline"
+    return (
+        f"{tag}peak {peak['fp32']['gflops_per_s']:.0f} GFLOP/s fp32, {peak['int8']['gflops_per_s']:.0f} GFLOP/s int8 "
+        f"(median GEMM {peak['gemm']} through {result['runtime']['name']}, {peak['threads']} threads); "
+        f"% of peak vs {roofline['compared_with']} (recipe {result['recipe']}){counted}"
+    )
