@@ -298,9 +298,10 @@ def _read_regular(root: Path, name: str, size: int) -> tuple[bytes, str]:
         raise BundleError(f"{root / name}: listed in the manifest but missing; the bundle is incomplete") from exc
     except OSError as exc:
         raise BundleError(f"{root / name}: cannot be read as a regular file ({exc.strerror})") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory on its own
+        os.close(fd)
+        raise BundleError(f"{root / name}: not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise BundleError(f"{root / name}: not a regular file")
         digest, chunks, left = hashlib.sha256(), [], size + 1
         try:
             while left > 0 and (chunk := handle.read(min(left, CHUNK))):

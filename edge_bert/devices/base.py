@@ -146,10 +146,11 @@ def read_option_file(path: Path) -> bytes:
         fd = os.open(path, flags)
     except OSError as exc:
         raise DeviceError(f"{path}: cannot be read ({exc.strerror or exc}); it is not sent to the device") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise DeviceError(f"{path}: not a regular file; only regular files are sent to a device")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise DeviceError(f"{path}: not a regular file; only regular files are sent to a device")
         if info.st_size > MAX_OPTION_FILE_BYTES:
             raise DeviceError(f"{path}: larger than {MAX_OPTION_FILE_BYTES >> 30} GiB; not sent to the device")
         return handle.read(MAX_OPTION_FILE_BYTES + 1)[:MAX_OPTION_FILE_BYTES]
