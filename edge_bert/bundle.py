@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import stat
 import tempfile
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edge_bert.errors import BundleError, InputError, ProfileError
+from edge_bert.limits import Limits
 from edge_bert.manifest import MANIFEST, SCHEMA_VERSION, Manifest, parse_manifest
 from edge_bert.profiles import TargetProfile, profile_from_dict
 from edge_bert.schema import SchemaError
@@ -33,8 +35,8 @@ __all__ = ["MANIFEST", "SCHEMA_VERSION", "Bundle", "check_writable_dir", "open_b
 
 #: a manifest is a few KB; anything near this is not one
 MAX_MANIFEST_BYTES = 4 << 20
-#: uncompressed size an .npz in a bundle may unpack to (a zip bomb stops here)
-MAX_NPZ_BYTES = 2 << 30
+#: bytes read (and hashed) at a time
+CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> str:
@@ -49,17 +51,26 @@ def sha256_file(path: Path) -> str:
 class Bundle:
     """A bundle whose manifest schema, file tree and checksums have been verified.
 
-    Files are loaded only through :meth:`read`, which reads the bytes once, checks them against the
-    manifest and hands those same bytes to the runtime/tokenizer/numpy - nothing unverified is loaded,
-    and a file swapped after the check is caught.
+    Every file is read once, when the bundle is opened, checked against the manifest and kept: :meth:`read`
+    hands those same bytes to the runtime/tokenizer/numpy, and the result header names the manifest by the
+    hash of the bytes that were parsed. Nothing unverified is loaded, and a file swapped on disk after the
+    check changes nothing (time of check = time of use).
     """
 
     path: Path
     manifest: Manifest
+    #: the manifest bytes that were parsed: the bundle id, result checksums and transports use these
+    manifest_bytes: bytes = field(default=b"", repr=False)
+    limits: Limits = field(default_factory=Limits)
+    _verified: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.manifest.name
+
+    @cached_property
+    def manifest_sha256(self) -> str:
+        return hashlib.sha256(self.manifest_bytes).hexdigest()
 
     @property
     def format(self) -> str:
@@ -104,18 +115,22 @@ class Bundle:
             raise BundleError(str(exc)) from exc
 
     def read(self, name: str) -> bytes:
-        """The bytes of a listed file, verified against the manifest (size and sha256)."""
+        """The bytes of a listed file, verified against the manifest (size and sha256) when first read and
+        kept: a second read never goes back to the disk."""
+        if name in self._verified:
+            return self._verified[name]
         meta = self.manifest.files.get(name)
         if meta is None:
             raise BundleError(f"{self.path}: {name!r} is not listed in the manifest; it will not be loaded")
-        data = _read_regular(self.path, name)
+        data, digest = _read_regular(self.path, name, meta.bytes)
         if len(data) != meta.bytes:
             raise BundleError(
-                f"{self.path / name}: size {len(data)} bytes, manifest says {meta.bytes}; "
-                "the file is truncated or altered"
+                f"{self.path / name}: size {'more than ' if len(data) > meta.bytes else ''}{len(data)} bytes, "
+                f"manifest says {meta.bytes}; the file is truncated or altered"
             )
-        if hashlib.sha256(data).hexdigest() != meta.sha256:
+        if digest != meta.sha256:
             raise BundleError(f"{self.path / name}: sha256 does not match the manifest; the file is corrupt or altered")
+        self._verified[name] = data
         return data
 
     def golden(self) -> dict[str, np.ndarray]:
@@ -151,50 +166,97 @@ class Bundle:
         return arrays
 
     def _npz(self, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Plain arrays from a verified .npz: never unpickled, size-bounded, exactly the expected keys."""
+        """Plain arrays from a verified .npz: never unpickled, exactly the expected keys, and bounded by what
+        is really there - each array's header (shape x dtype) must describe exactly the bytes that follow it,
+        and all of them together stay under the arrays limit, checked before anything is allocated."""
         data = self.read(name)
         where = self.path / name
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                if sum(info.file_size for info in archive.infolist()) > MAX_NPZ_BYTES:
-                    raise BundleError(f"{where}: unpacks to more than {MAX_NPZ_BYTES >> 30} GiB; refused")
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {key: npz[key] for key in npz.files}
+                members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+                if sorted(members) != sorted(keys):
+                    raise BundleError(f"{where}: holds arrays {sorted(members)}, expected {sorted(keys)}")
+                if sum(info.file_size for info in members.values()) > self.limits.arrays:
+                    raise BundleError(
+                        f"{where}: unpacks to more than {self.limits.arrays >> 20} MiB; refused "
+                        "(EDGE_BERT_MAX_ARRAYS_MB raises the limit)"
+                    )
+                arrays = {key: _read_npy(archive, info, where) for key, info in members.items()}
         except BundleError:
             raise
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError, RecursionError) as exc:
             raise BundleError(f"{where}: not a readable .npz of plain arrays ({exc}); convert the model again") from exc
-        if sorted(arrays) != sorted(keys):
-            raise BundleError(f"{where}: holds arrays {sorted(arrays)}, expected {sorted(keys)}")
         return arrays
 
 
-def open_bundle(path: str | Path) -> Bundle:
-    """Read and verify a bundle: manifest schema, a file tree without links or unlisted files, and the
-    size and sha256 of every listed file."""
+def open_bundle(path: str | Path, limits: Limits | None = None) -> Bundle:
+    """Read and verify a bundle: manifest schema, a file tree without links or unlisted files, each file's
+    claimed size within its limit, then the size and sha256 of every listed file, each read once and kept."""
     root = Path(path)
     if not root.is_dir():
         raise BundleError(f"{root}: not a bundle directory (it does not exist or is not a directory)")
+    root = root.resolve()
     manifest_path = root / MANIFEST
     if not manifest_path.is_file() or manifest_path.is_symlink():
         raise BundleError(f"{root}: no {MANIFEST} (a regular file); this is not an edge-bert bundle")
-    if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+    raw_bytes, _ = _read_regular(root, MANIFEST, MAX_MANIFEST_BYTES)
+    if len(raw_bytes) > MAX_MANIFEST_BYTES:
         raise BundleError(f"{manifest_path}: larger than {MAX_MANIFEST_BYTES >> 20} MiB; not a manifest")
     try:
-        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise BundleError(f"{manifest_path}: not valid JSON ({exc}); the bundle is corrupt") from exc
+        raw = json.loads(raw_bytes.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # ValueError: also 4,300+ digit integers
+        raise BundleError(f"{manifest_path}: not valid JSON ({str(exc)[:200]}); the bundle is corrupt") from exc
     try:
         manifest = parse_manifest(raw)
     except SchemaError as exc:
         raise BundleError(f"{manifest_path}: {exc}") from exc
-    root = root.resolve()
+    limits = limits or Limits.from_env()
+    _check_sizes(root, manifest, limits)
     _check_tree(root, manifest)
-    bundle = Bundle(root, manifest)
+    bundle = Bundle(root, manifest, raw_bytes, limits)
     for name in manifest.files:
         bundle.read(name)
     bundle.profile  # noqa: B018 - the stored profile must parse, or gates and bench settings are unknown
     return bundle
+
+
+def _check_sizes(root: Path, manifest: Manifest, limits: Limits) -> None:
+    """Refuse from the manifest's claims alone, before reading: a file over its limit, or too much in all."""
+    for name, meta in manifest.files.items():
+        limit, variable = limits.for_file(name)
+        if meta.bytes > limit:
+            raise BundleError(
+                f"{root}: {name} is {meta.bytes} bytes, over the {limit >> 20} MiB limit for such a file "
+                f"({variable} raises it)"
+            )
+    total = sum(meta.bytes for meta in manifest.files.values())
+    if total > limits.total:
+        raise BundleError(
+            f"{root}: its files hold {total} bytes, over the {limits.total >> 20} MiB limit for a bundle "
+            "(EDGE_BERT_MAX_BUNDLE_MB raises it)"
+        )
+
+
+def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: Path) -> np.ndarray:
+    """One array of an .npz, its header checked against the bytes that follow it before allocating."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise BundleError(f"{where}: {info.filename} has an unsupported .npy version {version}")
+        if dtype.hasobject:
+            raise BundleError(f"{where}: not a readable .npz of plain arrays ({info.filename} holds Python objects)")
+        claimed = math.prod(shape) * dtype.itemsize
+        present = info.file_size - member.tell()
+        if claimed != present:
+            raise BundleError(
+                f"{where}: {info.filename} claims shape {shape} ({claimed} bytes) but holds {present}; refused"
+            )
+    with archive.open(info) as member:  # read_array reads the header again itself
+        return np.lib.format.read_array(member, allow_pickle=False)
 
 
 def _check_tree(root: Path, manifest: Manifest) -> None:
@@ -219,8 +281,11 @@ def _check_tree(root: Path, manifest: Manifest) -> None:
                 raise BundleError(f"{root}: {rel} is not a regular file")
 
 
-def _read_regular(root: Path, name: str) -> bytes:
-    """Read ``root/name`` refusing symlinks at every step (O_NOFOLLOW), so the check and the read agree."""
+def _read_regular(root: Path, name: str, size: int) -> tuple[bytes, str]:
+    """Read ``root/name`` refusing symlinks at every step (O_NOFOLLOW), so the check and the read agree.
+
+    Reads at most ``size + 1`` bytes (one more shows the file is longer than claimed) and hashes them as
+    they come; returns the bytes and their sha256."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     path = root
     for part in name.split("/")[:-1]:
@@ -233,10 +298,19 @@ def _read_regular(root: Path, name: str) -> bytes:
         raise BundleError(f"{root / name}: listed in the manifest but missing; the bundle is incomplete") from exc
     except OSError as exc:
         raise BundleError(f"{root / name}: cannot be read as a regular file ({exc.strerror})") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory on its own
+        os.close(fd)
+        raise BundleError(f"{root / name}: not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise BundleError(f"{root / name}: not a regular file")
-        return handle.read()
+        digest, chunks, left = hashlib.sha256(), [], size + 1
+        try:
+            while left > 0 and (chunk := handle.read(min(left, CHUNK))):
+                digest.update(chunk)
+                chunks.append(chunk)
+                left -= len(chunk)
+        except OSError as exc:  # e.g. a directory opened on a platform without O_NOFOLLOW semantics
+            raise BundleError(f"{root / name}: cannot be read ({exc.strerror or exc})") from exc
+        return b"".join(chunks), digest.hexdigest()
 
 
 def check_writable_dir(out_dir: Path) -> None:
@@ -287,7 +361,8 @@ def write_bundle(
         raise
     # the files were just hashed (and accept() verified them); a rename changes no content, so read
     # back the manifest instead of hashing every file a second time
-    return Bundle(final.resolve(), parse_manifest(json.loads((final / MANIFEST).read_text(encoding="utf-8"))))
+    raw = (final / MANIFEST).read_bytes()
+    return Bundle(final.resolve(), parse_manifest(json.loads(raw)), raw)
 
 
 def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 def safe_name(value: str) -> str | None:
     """A bundle id: letters, digits, ``.``, ``_``, ``-``; no separators, no leading dot (report file names)."""
-    return None if _NAME.match(value) else "must be 1-128 of A-Z a-z 0-9 . _ - and not start with . or -"
+    return None if _NAME.fullmatch(value) else "must be 1-128 of A-Z a-z 0-9 . _ - and not start with . or -"
 
 
 def relative_file(value: str) -> str | None:
@@ -42,7 +42,7 @@ def relative_file(value: str) -> str | None:
 
 
 def _hex64(value: str) -> str | None:
-    return None if _HEX64.match(value) else "must be 64 lower-case hex digits"
+    return None if _HEX64.fullmatch(value) else "must be 64 lower-case hex digits"
 
 
 @dataclass(frozen=True)

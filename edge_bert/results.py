@@ -7,7 +7,6 @@ which fills in ``device`` and ``emulated``; run here they say ``local``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
@@ -20,7 +19,7 @@ from edge_bert.session import BundleSession
 def result_header(schema: str, session: BundleSession) -> dict[str, Any]:
     bundle = session.bundle
     emulated = os.environ.get("EDGE_BERT_EMULATED")  # set by the emu: transport for the runner it starts
-    manifest_sha = hashlib.sha256((bundle.path / "manifest.json").read_bytes()).hexdigest()
+    manifest_sha = bundle.manifest_sha256  # the bytes that were verified and used, never the disk again
     return {
         "schema": schema,
         "bundle": bundle.name,

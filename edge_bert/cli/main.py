@@ -34,6 +34,7 @@ from edge_bert.cli.common import (
 from edge_bert.devices.dispatch import bench_on_device, is_local, validate_on_device
 from edge_bert.errors import EdgeBertError, InputError
 from edge_bert.profiles import list_profiles
+from edge_bert.render.escape import terminal
 from edge_bert.render.terminal import (
     bench_table,
     console,
@@ -249,7 +250,7 @@ def inspect(bundle: Path, json_out: JsonOpt = None) -> None:
     if json_out:
         write_json(m.to_dict(), json_out)
         return
-    table = Table(title=f"bundle {opened.name}", show_header=False)
+    table = Table(title=f"bundle {terminal(opened.name)}", show_header=False)
     model = m.model
     rows = {
         "model": f"{model.source} ({model.architecture}, {model.parameters:,} parameters)",
@@ -268,8 +269,8 @@ def inspect(bundle: Path, json_out: JsonOpt = None) -> None:
     }
     for name, meta in m.files.items():
         rows[f"file {name}"] = f"{meta.bytes:,} B sha256 {meta.sha256[:16]}…"
-    for key, value in rows.items():
-        table.add_row(key, value)
+    for key, value in rows.items():  # manifest strings are untrusted: shown as text, never as markup
+        table.add_row(terminal(key), terminal(value))
     console.print(table)
 
 

@@ -8,6 +8,8 @@ are the implementations; ``adb://serial`` can be another without touching valida
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -130,6 +132,28 @@ _RESULT_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "memory_mib": dict,
     },
 }
+
+
+#: a file an option names (labelled data, a profile, texts) that is sent to a device
+MAX_OPTION_FILE_BYTES = 1 << 30
+
+
+def read_option_file(path: Path) -> bytes:
+    """The bytes of a local file an option names, read once: a regular file (a FIFO or device never hangs
+    the host: opened non-blocking, refused unless regular), not a link, at most 1 GiB."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise DeviceError(f"{path}: cannot be read ({exc.strerror or exc}); it is not sent to the device") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise DeviceError(f"{path}: not a regular file; only regular files are sent to a device")
+    with os.fdopen(fd, "rb") as handle:
+        if info.st_size > MAX_OPTION_FILE_BYTES:
+            raise DeviceError(f"{path}: larger than {MAX_OPTION_FILE_BYTES >> 30} GiB; not sent to the device")
+        return handle.read(MAX_OPTION_FILE_BYTES + 1)[:MAX_OPTION_FILE_BYTES]
 
 
 def _missing_module(text: str) -> str | None:

@@ -9,6 +9,7 @@ no shell string is built from user input. Bundles are copied with checksums (rec
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -16,8 +17,8 @@ import shlex
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from edge_bert.bundle import sha256_file
-from edge_bert.devices.base import Completed, DeviceError, Transport, run_local
+from edge_bert.bundle import MANIFEST, open_bundle
+from edge_bert.devices.base import Completed, DeviceError, Transport, read_option_file, run_local
 
 _RECEIVER = (Path(__file__).with_name("receiver.py")).read_text(encoding="utf-8")
 _HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]+$")
@@ -49,21 +50,26 @@ _PROBLEMS = (
 
 def parse_ssh(spec: str) -> tuple[str | None, str, int | None]:
     """``ssh://user@host:port`` -> (user, host, port); refuses anything ssh could read as an option."""
-    parts = urlsplit(spec)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(spec)
+        host = parts.hostname or ""
+    except ValueError as exc:  # e.g. a bracketed host that is not an IPv6 address
+        raise DeviceError(f"{spec!r}: not a device address ({exc}); use ssh://user@host[:port]") from exc
     try:
         port = parts.port
     except ValueError as exc:
-        raise DeviceError(f"{spec}: the port is not a number") from exc
+        raise DeviceError(f"{spec!r}: the port must be a number from 1 to 65535") from exc
+    if port == 0:
+        raise DeviceError(f"{spec!r}: the port must be a number from 1 to 65535")
     if (
         parts.scheme != "ssh"
         or not host
-        or not _HOST.match(host)
+        or not _HOST.fullmatch(host)
         or host.startswith("-")
         or parts.path not in ("", "/")
     ):
         raise DeviceError(f"{spec}: not a device address; use ssh://user@host or ssh://user@host:port")
-    if parts.username and (not _USER.match(parts.username) or parts.username.startswith("-")):
+    if parts.username and (not _USER.fullmatch(parts.username) or parts.username.startswith("-")):
         raise DeviceError(f"{spec}: the user name may hold only letters, digits, '.', '_' and '-'")
     return parts.username, host, port
 
@@ -115,30 +121,35 @@ class SshTransport(Transport):
             raise DeviceError(f"{self.id}: {answer['error']}{hint}")
         return answer
 
-    def sync(self, rel: str, local: dict[str, Path]) -> tuple[str, list[str]]:
-        """Copy ``local`` (name -> file; sent in this order) to REL on the device, skipping files whose
+    def sync(self, rel: str, content: dict[str, bytes]) -> tuple[str, list[str]]:
+        """Copy ``content`` (name -> bytes; sent in this order) to REL on the device, skipping files whose
         sha256 already matches there. Returns the directory on the device and the names sent."""
         there = self._receiver("hashes", rel)
+        if not isinstance(there.get("dir"), str) or not isinstance(there.get("files"), dict):
+            raise DeviceError(f"{self.id}: the device answered the file listing with something else; refused")
         if not there.get("edge_bert"):
             raise DeviceError(f"{self.id}: {self.explain_failure(Completed(1, '', 'No module named edge_bert'))}")
-        wanted = {name: sha256_file(path) for name, path in local.items()}
+        wanted = {name: hashlib.sha256(data).hexdigest() for name, data in content.items()}
         send = [name for name, digest in wanted.items() if there["files"].get(name) != digest]
         if send:
-            header = [{"name": n, "size": local[n].stat().st_size, "sha256": wanted[n]} for n in send]
-            payload = json.dumps(header).encode() + b"\n" + b"".join(local[n].read_bytes() for n in send)
+            header = [{"name": n, "size": len(content[n]), "sha256": wanted[n]} for n in send]
+            payload = json.dumps(header).encode() + b"\n" + b"".join(content[n] for n in send)
             self._receiver("receive", rel, stdin=payload)
         return there["dir"], send
 
     def put(self, bundle: Path) -> str:
-        manifest = Path(bundle) / "manifest.json"
-        listed = json.loads(manifest.read_text(encoding="utf-8")).get("files", {})
-        files = {name: Path(bundle) / name for name in listed}
-        files["manifest.json"] = manifest  # last: a half-copied bundle never has a matching manifest
-        key = sha256_file(manifest)[:12]
-        remote, self.last_sent = self.sync(f"bundles/{Path(bundle).resolve().name}-{key}", files)
+        """Send the bundle's files as ``open_bundle`` verified them (confined, no links, listed, size and
+        sha256 matched), from the verified bytes: nothing else on the host is read or sent."""
+        verified = open_bundle(bundle)
+        content = {name: verified.read(name) for name in verified.manifest.files}
+        content[MANIFEST] = verified.manifest_bytes  # last: a half-copied bundle never has a matching manifest
+        rel = f"bundles/{verified.path.name}-{verified.manifest_sha256[:12]}"
+        remote, self.last_sent = self.sync(rel, content)
         return remote
 
     def put_file(self, path: Path) -> str:
-        rel = f"files/{sha256_file(path)[:12]}"
-        remote, self.last_sent = self.sync(rel, {path.name: path})
+        """Send one file an option names (labelled data, a profile, texts), read once."""
+        data = read_option_file(path)
+        rel = f"files/{hashlib.sha256(data).hexdigest()[:12]}"
+        remote, self.last_sent = self.sync(rel, {path.name: data})
         return f"{remote}/{path.name}"

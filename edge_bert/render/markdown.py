@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_bert.render.escape import markdown as md
 from edge_bert.render.text import fmt_value, gate_label, gate_verdict, machine_line
 
 
@@ -22,9 +23,9 @@ def _gate_rows(result: dict[str, Any]) -> list[str]:
     )
     for name, gate in result["gates"].items():
         sign = "≥" if name.startswith("min") else "≤"
-        label = gate_label(name)
+        label = md(gate_label(name))
         verdict = gate_verdict(gate, "**FAIL**")
-        rows.append(f"| {label} | {_num(gate['value'], 5)} | {sign} {gate['threshold']:g} | {verdict} |")
+        rows.append(f"| {label} | {md(_num(gate['value'], 5))} | {sign} {md(_num(gate['threshold']))} | {verdict} |")
     return rows
 
 
@@ -58,11 +59,13 @@ def _accuracy_rows(metrics: dict[str, Any]) -> list[str]:
 def validation_markdown(result: dict[str, Any]) -> str:
     verdict = "PASS" if result["passed"] else "FAIL"
     lines = [
-        f"# validate `{result['bundle']}`: {verdict}",
+        f"# validate {md(result['bundle'])}: {verdict}",
         "",
-        f"{result['format']} / {result['recipe']} · task {result['task']} · {result['runtime']['name']} "
-        f"{result['runtime'].get(result['runtime']['name'], '')}".rstrip(),
-        f"machine: {machine_line(result['machine'])}",
+        md(
+            f"{result['format']} / {result['recipe']} · task {result['task']} · {result['runtime']['name']} "
+            f"{result['runtime'].get(result['runtime']['name'], '')}".rstrip()
+        ),
+        f"machine: {md(machine_line(result['machine']))}",
         "",
         *_gate_rows(result),
     ]
@@ -72,7 +75,8 @@ def validation_markdown(result: dict[str, Any]) -> str:
         source = evaluation["data"]
         name = source.get("name") or source.get("id")
         split = f" ({source['split']})" if source.get("split") else ""
-        lines += ["", f"## Task accuracy on {name}{split}, {evaluation['rows']} texts", "", *_accuracy_rows(metrics)]
+        heading = md(f"Task accuracy on {name}{split}, {evaluation['rows']} texts")
+        lines += ["", f"## {heading}", "", *_accuracy_rows(metrics)]
         if metrics.get("worst_classes"):
             lines += [
                 "",
@@ -82,7 +86,8 @@ def validation_markdown(result: dict[str, Any]) -> str:
                 "|---|---:|---:|---:|---:|",
             ]
             lines += [
-                f"| {row['label']} | {row['support']} | {row['fp32']:.3f} | {row['bundle']:.3f} | {row['drop']:.3f} |"
+                f"| {md(row['label'])} | {md(row['support'])} | {row['fp32']:.3f} | {row['bundle']:.3f} "
+                f"| {row['drop']:.3f} |"
                 for row in metrics["worst_classes"]
             ]
         if metrics.get("disagreements"):
@@ -93,7 +98,7 @@ def validation_markdown(result: dict[str, Any]) -> str:
                 "| fp32 | bundle | texts |",
                 "|---|---|---:|",
             ]
-            lines += [f"| {d['fp32']} | {d['bundle']} | {d['count']} |" for d in metrics["disagreements"]]
+            lines += [f"| {md(d['fp32'])} | {md(d['bundle'])} | {d['count']} |" for d in metrics["disagreements"]]
         hist = metrics.get("error_histogram", {})
         if "p50" in hist:
             lines += [
@@ -101,5 +106,5 @@ def validation_markdown(result: dict[str, Any]) -> str:
                 f"Relative L2 error per text: p50 {hist['p50']:.3g}, p90 {hist['p90']:.3g}, p99 {hist['p99']:.3g}.",
             ]
     for note in evaluation.get("notes", []):
-        lines += ["", f"Note: {note}"]
+        lines += ["", f"Note: {md(note)}"]
     return "\n".join(lines) + "\n"

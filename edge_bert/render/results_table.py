@@ -13,7 +13,11 @@ from typing import Any
 
 from rich.table import Table
 
-from edge_bert.render.terminal import console
+from edge_bert.render.escape import finite, markdown, terminal
+from edge_bert.render.terminal import console, err_console
+
+#: a result file larger than this is not one of ours (a bench result is a few KB)
+MAX_RESULT_BYTES = 16 << 20
 
 SCHEMAS = ("edge-bert/validate/", "edge-bert/bench/")
 
@@ -22,50 +26,76 @@ def _device(result: dict[str, Any]) -> dict[str, Any]:
     return result.get("device") or {"id": "local", "kind": "local", "emulated": bool(result.get("emulated"))}
 
 
+def _load(path: Path) -> dict[str, Any] | None:
+    """A result document, or None with one line on stderr saying why the file is skipped."""
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_RESULT_BYTES:
+            raise ValueError(f"not a regular file of at most {MAX_RESULT_BYTES >> 20} MiB")
+        result = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        _skip(path, str(exc)[:120])
+        return None
+    if not isinstance(result, dict) or not str(result.get("schema", "")).startswith(SCHEMAS):
+        return None  # another JSON file in the directory: not ours, not worth a line
+    return result
+
+
+def _skip(path: Path, why: str) -> None:
+    err_console.print(f"skipped {terminal(path)}: {terminal(why)}", highlight=False, soft_wrap=True)
+
+
 def collect(directory: Path) -> list[dict[str, Any]]:
-    """One row per (bundle, device), merging its validate and bench results (the newest file wins)."""
+    """One row per (bundle, device), merging its validate and bench results (the newest file wins); a file
+    that is not a readable result is skipped with one line on stderr and never stops the table."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(directory.rglob("*.json"), key=lambda p: p.stat().st_mtime):
+    for path in sorted(directory.rglob("*.json"), key=lambda p: p.lstat().st_mtime):
+        result = _load(path)
+        if result is None:
+            continue
         try:
-            result = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if not isinstance(result, dict) or not str(result.get("schema", "")).startswith(SCHEMAS):
-            continue
-        device = _device(result)
-        key = (result.get("bundle_id") or result["bundle"], device["id"])
-        row = found.setdefault(
-            key,
-            {
-                "bundle": result["bundle"],
-                "bundle_id": key[0],
-                "device": device["id"],
-                "emulated": bool(device.get("emulated")),
-                "machine": result.get("machine"),
-            },
-        )
-        if "validate" in result["schema"]:
-            gates = result.get("gates", {})
-            metrics = (result.get("accuracy") or {}).get("metrics") or {}
-            row.update(
-                passed=result["passed"],
-                mean_cosine=result["parity"].get("mean_cosine"),
-                top1_agreement=result["parity"].get("top1_agreement"),
-                accuracy_pct_of_fp32=metrics.get(
-                    "accuracy_pct_of_fp32", gates.get("min_accuracy_pct_of_fp32", {}).get("value")
-                ),
-                predictions=result.get("predictions"),
-                validate_file=str(path),
-            )
-        else:
-            p50 = {str(r["seq_length"]): r["p50_ms"] for r in result["latency"]}
-            row["emulated_p50_ms" if row["emulated"] else "p50_ms"] = p50
-            row["threads"] = result["settings"]["threads"]
+            _merge(found, result, path)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            _skip(path, f"not a complete result ({type(exc).__name__}: {str(exc)[:80]})")
     rows = list(found.values())
     _same_top1_as_host(rows)
     for row in rows:
         row.pop("predictions", None)
     return sorted(rows, key=lambda r: (r["bundle"], r["device"] != "local", r["device"]))
+
+
+def _merge(found: dict[tuple[str, str], dict[str, Any]], result: dict[str, Any], path: Path) -> None:
+    """Fold one result into its (bundle, device) row."""
+    device = _device(result)
+    if not isinstance(result["bundle"], str) or not isinstance(device.get("id"), str):
+        raise TypeError("bundle and device id must be strings")
+    key = (result.get("bundle_id") or result["bundle"], device["id"])
+    row = found.setdefault(
+        key,
+        {
+            "bundle": result["bundle"],
+            "bundle_id": key[0],
+            "device": device["id"],
+            "emulated": bool(device.get("emulated")),
+            "machine": result.get("machine"),
+        },
+    )
+    if "validate" in result["schema"]:
+        gates = result.get("gates", {})
+        metrics = (result.get("accuracy") or {}).get("metrics") or {}
+        row.update(
+            passed=result["passed"],
+            mean_cosine=result["parity"].get("mean_cosine"),
+            top1_agreement=result["parity"].get("top1_agreement"),
+            accuracy_pct_of_fp32=metrics.get(
+                "accuracy_pct_of_fp32", gates.get("min_accuracy_pct_of_fp32", {}).get("value")
+            ),
+            predictions=result.get("predictions"),
+            validate_file=str(path),
+        )
+    else:
+        p50 = {str(r["seq_length"]): r["p50_ms"] for r in result["latency"]}
+        row["emulated_p50_ms" if row["emulated"] else "p50_ms"] = p50
+        row["threads"] = result["settings"]["threads"]
 
 
 def _same_top1_as_host(rows: list[dict[str, Any]]) -> None:
@@ -80,7 +110,7 @@ def _same_top1_as_host(rows: list[dict[str, Any]]) -> None:
 
 def render(rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "json":
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(json.dumps(finite(rows), indent=2, allow_nan=False) + "\n")
         return
     lengths = sorted({int(n) for r in rows for n in (r.get("p50_ms") or r.get("emulated_p50_ms") or {})})
     header = ["bundle", "device", "validate", "mean cos", "top-1", "acc % fp32", "same top-1 as host"]
@@ -106,7 +136,7 @@ def render(rows: list[dict[str, Any]], fmt: str) -> None:
         body.append(cells)
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        lines += ["| " + " | ".join(markdown(cell) for cell in cells) + " |" for cells in body]
         sys.stdout.write("\n".join(lines) + "\n")
         if any(r["emulated"] for r in rows):
             sys.stdout.write(
@@ -120,9 +150,9 @@ def render(rows: list[dict[str, Any]], fmt: str) -> None:
     for column in header:
         table.add_column(column, justify="left" if column in ("bundle", "device") else "right")
     for cells in body:
-        table.add_row(*cells)
+        table.add_row(*(terminal(cell) for cell in cells))
     console.print(table)
 
 
 def _num(value: Any, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    return f"{value:.{digits}f}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from edge_bert.errors import InputError
+from edge_bert.render.escape import finite, terminal
 from edge_bert.render.markdown import validation_markdown
 from edge_bert.render.text import fmt_value, gate_label, gate_verdict, machine_line
 
@@ -28,7 +28,7 @@ err_console = Console(stderr=True, width=None if console.is_terminal else 1000)
 
 def print_error(message: str) -> None:
     """One line on stderr (rich markup in the message is shown literally)."""
-    err_console.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {terminal(' '.join(message.split()))}", highlight=False, soft_wrap=True)
 
 
 def check_output_file(target: str | None) -> None:
@@ -65,7 +65,7 @@ def write_json(result: dict[str, Any], target: str | None) -> None:
     """``target`` is a path, ``-`` for stdout, or None for no JSON."""
     if target is None:
         return
-    text = json.dumps(result, indent=2) + "\n"
+    text = json.dumps(finite(result), indent=2, allow_nan=False) + "\n"
     if target == "-":
         sys.stdout.write(text)
     else:
@@ -74,7 +74,9 @@ def write_json(result: dict[str, Any], target: str | None) -> None:
 
 def validation_table(result: dict[str, Any]) -> Table:
     verdict = "[green]PASS[/green]" if result["passed"] else "[red]FAIL[/red]"
-    table = Table(title=f"validate {result['bundle']}: {verdict}", caption=machine_line(result["machine"]))
+    table = Table(
+        title=f"validate {terminal(result['bundle'])}: {verdict}", caption=terminal(machine_line(result["machine"]))
+    )
     table.add_column("check")
     table.add_column("value", justify="right")
     table.add_column("gate", justify="right")
@@ -91,9 +93,9 @@ def validation_table(result: dict[str, Any]) -> Table:
     table.add_row("max abs error", fmt_value(parity["max_abs_error"]), "", "")
     for name, gate in result["gates"].items():
         table.add_row(
-            gate_label(name),
-            fmt_value(gate["value"], 6),
-            ("≥ " if name.startswith("min") else "≤ ") + fmt_value(gate["threshold"]),
+            terminal(gate_label(name)),
+            terminal(fmt_value(gate["value"], 6)),
+            ("≥ " if name.startswith("min") else "≤ ") + terminal(fmt_value(gate["threshold"])),
             gate_verdict(gate, "[red]fail[/red]"),
         )
     accuracy_rows(table, result)
@@ -112,10 +114,10 @@ def accuracy_rows(table: Table, result: dict[str, Any]) -> None:
         if key in metrics:
             table.add_row(label, f"{metrics[key]:.4f} ({fmt_value(metrics.get(ref))})", "", "")
     if metrics.get("worst_classes"):
-        worst = ", ".join(f"{c['label']} -{100 * c['drop']:.1f}pt" for c in metrics["worst_classes"][:3])
+        worst = ", ".join(f"{terminal(c['label'])} -{100 * c['drop']:.1f}pt" for c in metrics["worst_classes"][:3])
         table.add_row("classes that lost most", worst, "", "")
     for note in evaluation.get("notes", []):
-        table.add_row("note", note, "", "")
+        table.add_row("note", terminal(note), "", "")
 
 
 def report_stem(result: dict[str, Any]) -> str:
@@ -146,14 +148,14 @@ def bench_table(result: dict[str, Any]) -> Table:
     emulated = "EMULATED (qemu), timings are not device latency · " if result.get("emulated") else ""
     table = Table(
         title=(
-            emulated
-            + f"bench {result['bundle']} · {result['runtime']['name']} {result['settings']['threads']} threads · "
+            emulated + f"bench {terminal(result['bundle'])} · {terminal(result['runtime']['name'])} "
+            f"{result['settings']['threads']} threads · "
             f"cold load {result['cold_load_ms']:.0f} ms · first inference {result['first_inference_ms']:.1f} ms · "
             f"peak RSS {mem['peak_rss']:.0f} MiB"
         ),
-        caption=machine_line(result["machine"]),
+        caption=terminal(machine_line(result["machine"])),
     )
-    peak = (result.get("roofline") or {}).get("compared_with", "fp32")
+    peak = terminal((result.get("roofline") or {}).get("compared_with", "fp32"))
     columns = ["seq", "padded", "p50 ms", "p90 ms", "p99 ms", "e2e p50", "e2e p99", "overhead", "mean ± std"]
     columns += ["inf/s", "tokens/s", "GFLOP/s", f"% {peak} peak"]
     for column in columns:
@@ -188,7 +190,7 @@ def roofline_line(result: dict[str, Any]) -> str | None:
         return None
     tag = "emulated " if result.get("emulated") else ""
     counted = "" if roofline.get("flops_method") else "; the bundle has no FLOP count (convert it again): no roofline"
-    return (
+    return terminal(
         f"{tag}peak {peak['fp32']['gflops_per_s']:.0f} GFLOP/s fp32, {peak['int8']['gflops_per_s']:.0f} GFLOP/s int8 "
         f"(median GEMM {peak['gemm']} through {result['runtime']['name']}, {peak['threads']} threads); "
         f"% of peak vs {roofline['compared_with']} (recipe {result['recipe']}){counted}"

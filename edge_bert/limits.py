@@ -1,0 +1,61 @@
+"""Size limits for untrusted bundles: what a file may claim before a byte of it is read or allocated.
+
+A bundle is untrusted input. Its manifest says how large each file is; a file larger than its limit is
+refused from that claim alone, before it is read, and reading stops at the claimed size. Limits are per
+kind of file, because a model may be gigabytes while a tokenizer of a BERT-family model is under 1 MB
+(the largest multilingual ones are ~30 MB): a 71 MB tokenizer.json with millions of junk entries cost
+1.45 GiB and 10 s to load before these limits.
+
+Every limit can be raised for a legitimately larger model with an environment variable (MiB):
+``EDGE_BERT_MAX_MODEL_MB``, ``EDGE_BERT_MAX_ARRAYS_MB``, ``EDGE_BERT_MAX_TEXT_MB``, ``EDGE_BERT_MAX_BUNDLE_MB``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from edge_bert.errors import InputError
+
+#: model files (the runtime maps them whole): .onnx, .ort, .tflite and future formats' weights
+MODEL_SUFFIXES = (".onnx", ".ort", ".tflite", ".bin", ".xml")
+ARRAY_SUFFIXES = (".npz",)
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bytes a bundle's files may hold, by kind, and in all."""
+
+    model: int = 2048 * MIB
+    #: golden.npz and the eval reference; also the bound on what they unpack to
+    arrays: int = 512 * MIB
+    #: tokenizer.json, config.json, labels, vocab and every other file
+    text: int = 32 * MIB
+    total: int = 4096 * MIB
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        values = {}
+        for field_name, variable in ENV.items():
+            raw = os.environ.get(variable)
+            if raw is None:
+                continue
+            if not raw.isdigit() or not 1 <= int(raw) <= 1 << 20:
+                raise InputError(f"{variable}={raw[:40]!r}: expected a whole number of MiB between 1 and {1 << 20}")
+            values[field_name] = int(raw) * MIB
+        return cls(**values)
+
+    def for_file(self, name: str) -> tuple[int, str]:
+        """The limit for a file of the bundle, and the variable that raises it."""
+        kind = "model" if name.endswith(MODEL_SUFFIXES) else "arrays" if name.endswith(ARRAY_SUFFIXES) else "text"
+        return getattr(self, kind), ENV[kind]
+
+
+#: the environment variable (MiB) that sets each limit
+ENV = {
+    "model": "EDGE_BERT_MAX_MODEL_MB",
+    "arrays": "EDGE_BERT_MAX_ARRAYS_MB",
+    "text": "EDGE_BERT_MAX_TEXT_MB",
+    "total": "EDGE_BERT_MAX_BUNDLE_MB",
+}
