@@ -186,7 +186,7 @@ def _read_jsonl(path: Path, text_column: str | None, label_column: str | None, s
         if line.strip():
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:  # ValueError: also 4,300+ digit integers
                 raise InputError(f"{path}:{number}: not a JSON object ({exc})") from exc
     if any(not isinstance(row, dict) for row in rows):
         raise InputError(f"{path}: each line must be a JSON object with text and label fields")
@@ -198,8 +198,8 @@ def _read_json(path: Path, text_column: str | None, label_column: str | None, sp
     (CLINC150's ``data_full.json``: pass ``--split test``)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from exc
+    except (ValueError, RecursionError) as exc:  # ValueError: also 4,300+ digit integers
+        raise InputError(f"{path}: not valid JSON ({str(exc)[:200]})") from exc
     if isinstance(data, dict):
         if split is None or split not in data:
             raise InputError(f"{path} holds splits {sorted(data)}; choose one with --split (got {split!r})")

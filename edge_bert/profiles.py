@@ -178,8 +178,8 @@ def load_profile(name_or_path: str | Path) -> TargetProfile:
         raise ProfileError(f"target profile file not found: {path}")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # TOMLDecodeError is a ValueError
+        raise ProfileError(f"{path}: not valid TOML: {str(exc)[:200]}") from exc
     return profile_from_dict(raw, source=str(path))
 
 

@@ -46,8 +46,11 @@ class TextEncoder:
             config = json.loads(source)
         except BundleError:
             raise
-        except Exception as exc:  # tokenizers raises a bare Exception for malformed files
-            raise BundleError(f"{where}: cannot load the tokenizer: {str(exc)[:200]}") from exc
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a bare Exception for malformed files; a Rust panic is a BaseException
+            raise BundleError(f"{where}: cannot load the tokenizer: {_first_line(exc)}") from exc
+        self._where = where
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         self.max_length = bundle.max_length
@@ -76,7 +79,7 @@ class TextEncoder:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Character span of every token of ``text`` but the special ones, from tokenizers itself."""
-        encoding = self._tokenizer.encode(text)
+        encoding = self._encode(text)
         return [
             span for span, special in zip(encoding.offsets, encoding.special_tokens_mask, strict=True) if not special
         ]
@@ -90,13 +93,26 @@ class TextEncoder:
         while size < len(text):
             cut = text.rfind(" ", 0, size)
             prefix = text[: cut if cut > size // 2 else size]
-            encoding = self._tokenizer.encode(prefix)
+            encoding = self._encode(prefix)
             words = [w for w in encoding.word_ids if w is not None]
             # tokens of words that surely ended before the cut (the last word may be cut short)
             if words and sum(1 for w in words if w != words[-1]) >= limit - 1:
                 return encoding
             size *= 2
-        return self._tokenizer.encode(text)
+        return self._encode(text)
+
+    def _encode(self, text: str) -> Encoding:
+        """Every call into the Rust tokenizer: its failures are the bundle's tokenizer.json at fault."""
+        try:
+            return self._tokenizer.encode(text)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a panicking pre-tokenizer regex is a BaseException; no [UNK] an Exception
+            raise BundleError(f"{self._where}: the tokenizer failed on a text: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _prefix_chars(limit: int) -> int:

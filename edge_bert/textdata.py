@@ -39,7 +39,7 @@ def read_texts(path: str | Path, column: str = "text", limit: int | None = None)
                 continue
             try:
                 value = json.loads(line)[column]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (ValueError, RecursionError, KeyError, TypeError) as exc:
                 raise InputError(f"{file}:{number}: not a JSON object with a {column!r} field ({exc})") from exc
             if not isinstance(value, str):
                 raise InputError(f"{file}:{number}: {column!r} is {json.dumps(value)[:30]}, not a string")

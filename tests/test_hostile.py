@@ -326,3 +326,85 @@ def test_json_output_has_no_nan(pristine, tmp_path):
         "value": None,
         "rows": [None, 1.0],
     }
+
+
+# ---- 4. errors from the libraries are the bundle's (or the input's) fault: one line, exit 2 ----
+
+
+def test_json_target_that_is_not_a_regular_file_is_refused_before_the_work(pristine, tmp_path):
+    import os
+
+    fifo = tmp_path / "result.fifo"
+    os.mkfifo(fifo)
+    for target in (str(fifo), "/dev/full"):
+        result = runner.invoke(app, ["validate", str(pristine), "--json", target, "--report-dir", str(tmp_path / "r")])
+        _assert_refused(result, "not a regular file")
+    assert not (tmp_path / "r").exists()  # refused before any work
+
+
+def test_report_dir_that_accepts_no_files_is_refused_before_the_work(pristine):
+    result = runner.invoke(app, ["validate", str(pristine), "--report-dir", "/proc/edge-bert-reports"])
+    _assert_refused(result, "cannot write reports to /proc/edge-bert-reports")
+
+
+def test_fifo_in_place_of_a_report_file_never_hangs(pristine, tmp_path):
+    import os
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    os.mkfifo(reports / f"{pristine.name}.validate.md")
+    result = runner.invoke(app, ["validate", str(pristine), "--report-dir", str(reports)])
+    _assert_refused(result, ".validate.md: could not be written")  # opened non-blocking: ENXIO, no hang
+
+
+def test_tokenizer_without_its_unk_token_is_the_bundles_fault(bundle):
+    tokenizer = json.loads((bundle / "tokenizer.json").read_text())
+    tokenizer["model"]["unk_token"] = "[NOT-IN-VOCAB]"
+    (bundle / "tokenizer.json").write_text(json.dumps(tokenizer))
+    _resign(bundle, "tokenizer.json")
+    texts = bundle.parent / "texts.txt"
+    texts.write_text("ünïcödé wörds ☃ take the tokenizers path, not the ASCII fast path\n", encoding="utf-8")
+    result = runner.invoke(app, ["bench", str(bundle), "--runs", "1", "--warmup", "1", "--texts", str(texts)])
+    assert result.exit_code == 2, result.output
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line.startswith("error: ") and "tokenizer" in line and "Traceback" not in result.output
+
+
+def test_model_that_fails_at_run_time_is_one_line(bundle):
+    """A graph whose node allocates a [1e6, 1e6] float tensor when it runs: onnxruntime's error is reported
+    as the bundle's fault, naming the model file."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(bundle / "model.onnx"))
+    graph = model.graph
+    shape = helper.make_tensor("huge_shape", TensorProto.INT64, [2], [1_000_000, 1_000_000])
+    graph.initializer.append(shape)
+    graph.node.append(helper.make_node("ConstantOfShape", ["huge_shape"], ["huge"]))
+    graph.output.append(helper.make_tensor_value_info("huge", TensorProto.FLOAT, [1_000_000, 1_000_000]))
+    onnx.save(model, str(bundle / "model.onnx"))
+    _resign(bundle, "model.onnx")
+    result = runner.invoke(app, ["validate", str(bundle), "--report-dir", str(bundle.parent / "r")])
+    _assert_refused(result, "model.onnx: onnxruntime")
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("huge-int.json", b'[["a fine film", ' + b"9" * 5000 + b"]]"),
+        ("nested.json", b"[" * 100_000 + b"]" * 100_000),
+        ("nested.jsonl", b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"),
+    ],
+)
+def test_hostile_data_files_are_one_line(pristine, tmp_path, name, content):
+    data = tmp_path / name
+    data.write_bytes(content)
+    result = runner.invoke(app, ["validate", str(pristine), "--data", str(data), "--report-dir", str(tmp_path / "r")])
+    _assert_refused(result, name)
+
+
+def test_deeply_nested_profile_is_one_line(pristine, tmp_path):
+    profile = tmp_path / "deep.toml"
+    profile.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    result = runner.invoke(app, ["validate", str(pristine), "--profile", str(profile)])
+    _assert_refused(result, "deep.toml: not valid TOML")

@@ -36,6 +36,7 @@ class LiteRtBackend(Backend):
     def __init__(self, model: bytes, threads: int | None = None, where: str = "model") -> None:
         # num_threads=None would mean 1 thread in the interpreter; default to the CPU count like onnxruntime.
         # The default op resolver applies XNNPACK (7-15x faster than the reference kernels here).
+        self._where = where
         try:
             self._model = model  # the interpreter reads from this buffer for its whole life
             self._interpreter = Interpreter(model_content=model, num_threads=threads or _cpu_count())
@@ -73,9 +74,13 @@ class LiteRtBackend(Backend):
         if runner is None:
             raise BundleError(f"no signature for {length} tokens; the model has {self.seq_lengths}")
         # session feeds are int32 already (make_feeds builds them in the manifest's dtype): converted only if not
-        return runner(
-            **{name: v if v.dtype == np.int32 else np.ascontiguousarray(v, np.int32) for name, v in feeds.items()}
-        )
+        try:
+            return runner(
+                **{name: v if v.dtype == np.int32 else np.ascontiguousarray(v, np.int32) for name, v in feeds.items()}
+            )
+        except Exception as exc:  # a kernel error or a failed allocation: the bundle's model is at fault
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise BundleError(f"{self._where}: LiteRT failed running this model: {message}") from exc
 
     @staticmethod
     def probe(model: bytes, threads: int | None = None) -> Callable[[], object]:

@@ -20,6 +20,7 @@ class OrtBackend(Backend):
             self._session = _session(model, threads)
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             raise BundleError(f"{where}: onnxruntime cannot load this model: {_first_line(exc)}") from exc
+        self._where = where
         self._outputs = [o.name for o in self._session.get_outputs()]
         self._run = self._session.run
 
@@ -28,7 +29,10 @@ class OrtBackend(Backend):
         return [i.name for i in self._session.get_inputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self._outputs, self._run(self._outputs, feeds), strict=True))
+        try:  # zero-cost unless raised: the timed path is unchanged
+            return dict(zip(self._outputs, self._run(self._outputs, feeds), strict=True))
+        except Exception as exc:  # InvalidArgument, a node's allocation failure...: the bundle's model is at fault
+            raise BundleError(f"{self._where}: onnxruntime failed running this model: {_first_line(exc)}") from exc
 
     @staticmethod
     def probe(model: bytes, threads: int | None = None) -> Callable[[], object]:

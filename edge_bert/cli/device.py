@@ -52,7 +52,7 @@ def _probe(device: str, remote_python: str) -> dict:
     done = transport.python_script(Path(probe.__file__).read_text(encoding="utf-8"))
     try:
         info = json.loads(done.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
+    except (ValueError, RecursionError, IndexError):
         raise DeviceError(f"{device}: {transport.explain_failure(done)}") from None
     info["device"] = transport.describe()
     return info

@@ -101,7 +101,7 @@ def parse_result(stdout: str) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(stdout[start:])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # a hostile device: huge integers, deep nesting
         return None
     if not isinstance(value, dict) or not isinstance(value.get("schema"), str):
         return None

@@ -114,7 +114,7 @@ class SshTransport(Transport):
         done = self.python_script(_RECEIVER, mode, rel, stdin=stdin)
         try:
             answer = json.loads(done.stdout.strip().splitlines()[-1])
-        except (json.JSONDecodeError, IndexError):
+        except (ValueError, RecursionError, IndexError):
             raise DeviceError(f"{self.id}: {self.explain_failure(done)}") from None
         if "error" in answer:
             hint = "; free some disk there" if "No space left" in answer["error"] else "; run the command again"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,9 @@ def print_error(message: str) -> None:
 
 
 def check_output_file(target: str | None) -> None:
-    """Fail before any work if ``--json PATH`` could not be written afterwards (a PASS must not be lost)."""
+    """Fail before any work if ``--json PATH`` could not be written afterwards (a PASS must not be lost):
+    an existing target must be a regular file (a FIFO would hang the run, /dev/full would lose the result),
+    and the directory must really accept a new file (tried, not guessed from permission bits: /proc says yes)."""
     if target is None or target == "-":
         return
     path = Path(target)
@@ -40,10 +44,21 @@ def check_output_file(target: str | None) -> None:
         raise InputError(f"--json {target}: is a directory; give a file path")
     if not path.parent.is_dir():
         raise InputError(f"--json {target}: directory {path.parent} does not exist")
+    if path.exists() and not path.is_file():
+        raise InputError(f"--json {target}: not a regular file (a device, FIFO or socket); give a file path")
     if path.exists() and not os.access(path, os.W_OK):
         raise InputError(f"--json {target}: the file is not writable")
-    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
-        raise InputError(f"--json {target}: cannot create files in {path.parent}")
+    if problem := _cannot_create_in(path.parent):
+        raise InputError(f"--json {target}: cannot create files in {path.parent} ({problem})")
+
+
+def _cannot_create_in(directory: Path) -> str | None:
+    """Why a file cannot be created in ``directory`` (tried with a temporary file, removed at once), or None."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def check_report_dir(out_dir: Path) -> None:
@@ -55,21 +70,37 @@ def check_report_dir(out_dir: Path) -> None:
     problem = None
     if not existing.is_dir():
         problem = f"{existing} is not a directory"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{existing} is not writable"
+    elif reason := _cannot_create_in(existing):
+        problem = f"{existing} does not accept new files ({reason})"
     if problem:
         raise InputError(f"cannot write reports to {out_dir}: {problem}; pass --report-dir DIR that is writable")
 
 
 def write_json(result: dict[str, Any], target: str | None) -> None:
-    """``target`` is a path, ``-`` for stdout, or None for no JSON."""
+    """``target`` is a path, ``-`` for stdout, or None for no JSON. NaN/Infinity are written as null."""
     if target is None:
         return
     text = json.dumps(finite(result), indent=2, allow_nan=False) + "\n"
     if target == "-":
         sys.stdout.write(text)
-    else:
-        Path(target).write_text(text, encoding="utf-8")
+        return
+    write_text_file(Path(target), text, "--json")
+
+
+def write_text_file(path: Path, text: str, what: str) -> None:
+    """Write a result or report file: never through a link, never into a FIFO or device (opened non-blocking
+    and refused unless it is a regular file), and a failure is one clear error, not a traceback."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise InputError(f"{what} {path}: not a regular file (a device, FIFO or socket); nothing written")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.truncate(0)
+            handle.write(text)
+    except OSError as exc:
+        raise InputError(f"{what} {path}: could not be written ({exc.strerror or exc})") from exc
 
 
 def validation_table(result: dict[str, Any]) -> Table:
@@ -130,11 +161,14 @@ def report_stem(result: dict[str, Any]) -> str:
 
 def write_reports(result: dict[str, Any], out_dir: Path, plot: bool = False) -> list[Path]:
     """``BUNDLE.validate.json`` + ``.md`` (and PNGs with ``plot``) under ``out_dir``; returns the paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write reports to {out_dir}: {exc.strerror or exc}") from exc
     stem = report_stem(result) + ".validate"
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    write_json(result, str(json_path))
-    md_path.write_text(validation_markdown(result), encoding="utf-8")
+    write_text_file(json_path, json.dumps(finite(result), indent=2, allow_nan=False) + "\n", "report")
+    write_text_file(md_path, validation_markdown(result), "report")
     files = [json_path, md_path]
     if plot:
         from edge_bert.render.plots import write_plots
