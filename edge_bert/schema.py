@@ -11,6 +11,7 @@ not ``1``), and a field may carry a ``check`` in its metadata for ranges and for
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -119,6 +120,8 @@ def _scalar(hint: Any, data: Any, where: str) -> Any:
     if hint is float:
         if isinstance(data, bool) or not isinstance(data, int | float):
             raise SchemaError(where, f"expected a number, got {_show(data)}")
+        if not math.isfinite(data):  # a gate of NaN never passes and one of Infinity never fails: refused
+            raise SchemaError(where, f"expected a finite number, got {_show(data)}")
         return float(data)
     if hint is str:
         if not isinstance(data, str):

@@ -408,3 +408,14 @@ def test_deeply_nested_profile_is_one_line(pristine, tmp_path):
     profile.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
     result = runner.invoke(app, ["validate", str(pristine), "--profile", str(profile)])
     _assert_refused(result, "deep.toml: not valid TOML")
+
+
+@pytest.mark.parametrize("value", ["Infinity", "NaN", "-Infinity"])
+def test_non_finite_gate_is_refused_when_read(bundle, value):
+    text = (bundle / "manifest.json").read_text()
+    manifest = json.loads(text)
+    manifest["recipe"]["gates"]["min_cosine"] = 0.5
+    text = json.dumps(manifest).replace('"min_cosine": 0.5', f'"min_cosine": {value}')
+    (bundle / "manifest.json").write_text(text)
+    result = runner.invoke(app, ["validate", str(bundle), "--report-dir", str(bundle.parent / "r")])
+    _assert_refused(result, "min_cosine: expected a finite number")
