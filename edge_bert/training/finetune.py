@@ -175,8 +175,7 @@ def finetune(
         if settings.label_names and labels == [str(i) for i in range(len(settings.label_names))]
         else labels
     )
-    arch = REGISTRY.get(config.model_type)
-    layers = arch.dims(config)[0] if arch else None
+    layers = arch.dims(config)[0] if (arch := REGISTRY.get(config.model_type)) else None
     if settings.frozen_layers and (arch is None or not arch.frozen_layer_cache or settings.frozen_layers > layers):
         raise InputError(
             f"--frozen-layers {settings.frozen_layers}: needs a BERT-type base with at least that many "
