@@ -161,7 +161,7 @@ class Bundle:
         where = self.path / info.file
         if arrays["keys"].dtype.kind != "U" or arrays["keys"].shape != (info.rows,):
             raise BundleError(f"{where}: 'keys' must be {info.rows} strings (manifest eval.rows)")
-        if arrays["output"].dtype.kind != "f" or arrays["output"].ndim != 2 or len(arrays["output"]) != info.rows:
+        if arrays["output"].dtype.kind != "f" or arrays["output"].ndim < 2 or len(arrays["output"]) != info.rows:
             raise BundleError(f"{where}: 'output' must be a float array of {info.rows} rows")
         return arrays
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from edge_bert.profiles import Gates
 from edge_bert.recipes import FORMATS
 from edge_bert.schema import CHECK, SchemaError, at_least, between, each, parse, to_plain
+from edge_bert.tasks import TASKS
 
 #: 3 added ``flops`` (bench's roofline): a runner that reads 2 says so instead of "unknown key flops"
 SCHEMA_VERSION = 3
@@ -55,7 +56,7 @@ class FileEntry:
 class ModelInfo:
     source: str
     architecture: str
-    task: Literal["text-classification", "feature-extraction"]
+    task: str = field(metadata={CHECK: lambda v: None if v in TASKS else f"must be one of {list(TASKS)}"})
     parameters: int = field(metadata={CHECK: at_least(0)})
     revision: str | None = None
     labels: tuple[str, ...] | None = None
@@ -199,6 +200,6 @@ def parse_manifest(data: Any) -> Manifest:
         raise SchemaError("primary_output", f"{manifest.primary_output!r} is not one of outputs {manifest.outputs}")
     if manifest.shapes.policy == "static" and not manifest.shapes.seq_lengths:
         raise SchemaError("shapes.seq_lengths", "a static bundle must list its sequence lengths")
-    if manifest.model.task == "text-classification" and manifest.model.labels == ():
+    if TASKS[manifest.model.task].labelled and manifest.model.labels == ():
         raise SchemaError("model.labels", "a classifier needs at least one label")
     return manifest

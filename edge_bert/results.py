@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
-
 from edge_bert.fingerprint import fingerprint
 from edge_bert.session import BundleSession
 
@@ -41,22 +39,3 @@ def result_header(schema: str, session: BundleSession) -> dict[str, Any]:
         "emulated": bool(emulated),
         "machine": fingerprint(),
     }
-
-
-def golden_predictions(task: str, outputs: np.ndarray, reference: np.ndarray) -> dict[str, Any] | None:
-    """Per golden text: the bundle's top-1 class and the fp32 model's margin (top-1 minus top-2
-    probability), so results from different devices can be compared text by text."""
-    if task != "text-classification":
-        return None
-    probs = _softmax(np.asarray(reference, np.float64))
-    top2 = np.sort(probs, axis=-1)[:, -2:]
-    return {
-        "top1": [int(i) for i in np.argmax(outputs, axis=-1)],
-        "fp32_top1": [int(i) for i in np.argmax(reference, axis=-1)],
-        "fp32_margin": [round(float(m), 6) for m in top2[:, 1] - top2[:, 0]],
-    }
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)

@@ -125,17 +125,26 @@ def make_feeds(
 ) -> dict[str, np.ndarray]:
     """Batch-1 feeds for the named inputs, built directly in each input's dtype (LiteRT: int32); positions
     past the text are padding (mask 0). ``type_ids`` None: all 0 (one text)."""
-    length = len(ids)
+    return batch_feeds([(ids, type_ids)], inputs, padded)
+
+
+def batch_feeds(
+    texts: Sequence[tuple[Sequence, Sequence | None]], inputs: dict[str, np.dtype], padded: int
+) -> dict[str, np.ndarray]:
+    """Feeds for a batch of token sequences (ids, type ids or None), each padded to ``padded``: the one
+    place a model's input names become arrays, on the device and on the host (golden, export, FLOPs)."""
     feeds = {}
     for name, dtype in inputs.items():
-        row = np.zeros((1, padded), dtype)
-        if name == "input_ids":
-            row[0, :length] = ids
-        elif name == "attention_mask":
-            row[0, :length] = 1
-        elif type_ids is not None:
-            row[0, :length] = type_ids
-        feeds[name] = row
+        rows = np.zeros((len(texts), padded), dtype)
+        for row, (ids, type_ids) in enumerate(texts):
+            length = len(ids)
+            if name == "input_ids":
+                rows[row, :length] = ids
+            elif name == "attention_mask":
+                rows[row, :length] = 1
+            elif type_ids is not None:
+                rows[row, :length] = type_ids
+        feeds[name] = rows
     return feeds
 
 

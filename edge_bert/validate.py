@@ -20,7 +20,7 @@ from edge_bert.bundle import Bundle, open_bundle
 from edge_bert.errors import BundleError
 from edge_bert.evaldata import LabelledData
 from edge_bert.profiles import Gates
-from edge_bert.results import golden_predictions, result_header
+from edge_bert.results import result_header
 from edge_bert.session import BundleSession
 from edge_bert.tasks import TASKS, passed
 
@@ -52,9 +52,10 @@ def validate(
 
     start = time.perf_counter()
     outputs = []
+    width = int(golden["lengths"].max())
     for ids, type_ids, length in zip(golden["input_ids"], golden["token_type_ids"], golden["lengths"], strict=True):
         result = session.run_ids(ids[:length], type_ids[:length])
-        outputs.append(result[bundle.primary_output][0])
+        outputs.append(task.row(result[bundle.primary_output][0], length, width))
     elapsed = time.perf_counter() - start
     stacked = np.stack(outputs)
     if stacked.reshape(len(stacked), -1).shape != golden["output"].reshape(len(stacked), -1).shape:
@@ -85,7 +86,7 @@ def validate(
             "tokenizer": tokenizer_check,
         },
         "parity": {"output": bundle.primary_output, "reference": "pytorch fp32", **metrics},
-        "predictions": golden_predictions(bundle.task, stacked, golden["output"]),
+        "predictions": task.predictions(stacked, golden["output"]),
         "accuracy": evaluation,
         "gates": verdicts,
         "seconds": elapsed,
@@ -145,7 +146,7 @@ def evaluate_data(session: BundleSession, data: LabelledData, progress: Progress
     truncated = 0
     for row, text in enumerate(texts):
         result, encoded = session.run_text(text)
-        value = np.asarray(result[bundle.primary_output][0], np.float32)
+        value = task.row(np.asarray(result[bundle.primary_output][0], np.float32), len(encoded.ids), bundle.max_length)
         if out is None:
             out = np.empty((len(texts), *value.shape), np.float32)
         out[row] = value
@@ -156,8 +157,6 @@ def evaluate_data(session: BundleSession, data: LabelledData, progress: Progress
     if fp32 is not None and fp32.shape[1:] != out.shape[1:]:
         raise BundleError(f"{bundle.path}: the fp32 reference has {fp32.shape[1:]} outputs per text, the model "
                           f"{out.shape[1:]}; the bundle's files do not belong together")  # fmt: skip
-    if task.classification and not bundle.labels:
-        raw_labels = None  # a classifier without id2label: agreement with fp32 only
     metrics = task.evaluate(out, fp32, raw_labels, bundle.labels)
     if truncated:
         notes.append(f"{truncated} texts were longer than {bundle.max_length} tokens and were truncated")

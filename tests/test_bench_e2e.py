@@ -74,10 +74,11 @@ def test_flops_counted_from_the_graph_match_the_analytic_count():
     pooler and head are live and must be."""
     import transformers
 
+    from edge_bert.convert.architectures import architecture
     from edge_bert.convert.flops import count_flops
     from edge_bert.convert.tasks import build_graph
 
-    inputs = ("input_ids", "attention_mask", "token_type_ids")
+    inputs = architecture("bert")  # input_ids, attention_mask, token_type_ids
     for attention in ("eager", "sdpa"):  # matmuls, or PyTorch's fused CPU attention kernel
         model = transformers.AutoModel.from_pretrained(minilm_dir(), attn_implementation=attention)
         graph = build_graph("feature-extraction", model, "mean", True)

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_bert.accuracy import REFERENCE_FILE, classification_metrics, embedding_metrics, text_key
+from edge_bert.accuracy import REFERENCE_FILE, text_key
+from edge_bert.convert.architectures import ArchitectureConfig
 from edge_bert.convert.golden import tokenize
 from edge_bert.evaldata import LabelledData, match_labels
+from edge_bert.tasks import Task
 
 BATCH = 32
 
@@ -36,9 +38,9 @@ class EvalReference:
         return {"file": REFERENCE_FILE, "source": self.data.source, "rows": len(self.keys), "fp32": self.fp32}
 
 
-def check_labels(data: LabelledData, task: str, labels: list[str] | None) -> None:
+def check_labels(data: LabelledData, task: Task, labels: list[str] | None) -> None:
     """Fail before any export if the data's labels are not the model's (raises InputError)."""
-    if task == "text-classification" and data.labels is not None and labels:
+    if task.labelled and data.labels is not None and labels:
         match_labels(data.labels, labels)
 
 
@@ -46,9 +48,9 @@ def make_eval_reference(
     graph: nn.Module,
     tokenizer: Any,
     data: LabelledData,
-    input_names: tuple[str, ...],
+    arch: ArchitectureConfig,
     max_length: int,
-    task: str,
+    task: Task,
     labels: list[str] | None,
 ) -> EvalReference:
     """fp32 outputs in length-sorted, masked batches (identical to batch 1 up to float rounding)."""
@@ -59,26 +61,17 @@ def make_eval_reference(
         for start in range(0, len(order), BATCH):
             batch = order[start : start + BATCH]
             width = max(len(ids[i]) for i in batch)
-            feeds = {name: torch.zeros(len(batch), width, dtype=torch.long) for name in input_names}
-            for row, i in enumerate(batch):
-                values = {"input_ids": ids[i], "attention_mask": [1] * len(ids[i]), "token_type_ids": types[i]}
-                for name in input_names:
-                    feeds[name][row, : len(ids[i])] = torch.tensor(values[name])
-            result = graph(*(feeds[name] for name in input_names))
+            result = graph(*arch.feeds([(ids[i], types[i]) for i in batch], width))
             primary = (result[0] if isinstance(result, tuple) else result).float().numpy()
             for row, i in enumerate(batch):
-                outputs[i] = primary[row]
+                outputs[i] = task.row(primary[row], len(ids[i]), max_length)
     output = np.stack(outputs).astype(np.float32)
     return EvalReference(data, [text_key(t) for t in data.texts], output, _fp32_metrics(output, data, task, labels))
 
 
-def _fp32_metrics(output: np.ndarray, data: LabelledData, task: str, labels: list[str] | None) -> dict[str, Any]:
+def _fp32_metrics(output: np.ndarray, data: LabelledData, task: Task, labels: list[str] | None) -> dict[str, Any]:
+    """The fp32 model's own task metrics on the labelled data (Task.evaluate, no reference to compare with)."""
     if data.labels is None:
         return {}
-    if task == "text-classification" and labels:
-        metrics = classification_metrics(output, None, match_labels(data.labels, labels), labels)
-        return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
-    if task == "feature-extraction":
-        classes = np.unique(data.labels, return_inverse=True)[1]
-        return {"knn_accuracy": embedding_metrics(output, None, classes).get("knn_accuracy")}
-    return {}
+    metrics = task.evaluate(output, None, data.labels, labels)
+    return {key: metrics.get(key) for key in task.fp32_summary if key in metrics}

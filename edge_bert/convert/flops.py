@@ -10,12 +10,15 @@ at these lengths). A classifier's head and an embedding graph's pooling are coun
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry
 from torch.utils.weak import WeakIdKeyDictionary
+
+from edge_bert.convert.architectures import ArchitectureConfig
 
 #: PyTorch's CPU attention kernel, missing from flop_registry: the same formula as the flash kernel it mirrors
 _FORMULAS = {
@@ -55,16 +58,12 @@ class _LiveOps(TorchDispatchMode):
         return out
 
 
-def count_flops(graph: nn.Module, inputs: tuple[str, ...], length: int) -> int:
+def count_flops(graph: nn.Module, arch: ArchitectureConfig, length: int) -> int:
     """FLOPs of one batch-1 pass of ``graph`` at ``length`` tokens (all real: mask 1 everywhere)."""
-    feeds = {
-        "input_ids": torch.full((1, length), 1000, dtype=torch.long),
-        "attention_mask": torch.ones(1, length, dtype=torch.long),
-        "token_type_ids": torch.zeros(1, length, dtype=torch.long),
-    }
+    feeds = arch.feeds([(np.full(length, 1000), None)], length)
     mode = _LiveOps()
     with torch.no_grad(), mode:
-        result = graph(*(feeds[name] for name in inputs))
+        result = graph(*feeds)
         live = {mode.serial(t) for t in tree_leaves(result) if isinstance(t, torch.Tensor)}
     total = 0
     for flops, op_inputs, op_outputs in reversed(mode.ops):
@@ -74,6 +73,6 @@ def count_flops(graph: nn.Module, inputs: tuple[str, ...], length: int) -> int:
     return total
 
 
-def flops_by_length(graph: nn.Module, inputs: tuple[str, ...], lengths: list[int]) -> dict[str, int]:
+def flops_by_length(graph: nn.Module, arch: ArchitectureConfig, lengths: list[int]) -> dict[str, int]:
     """The manifest's ``flops.per_seq_length``: FLOPs at each length, keyed by the length as text."""
-    return {str(n): count_flops(graph, inputs, n) for n in sorted(set(lengths))}
+    return {str(n): count_flops(graph, arch, n) for n in sorted(set(lengths))}

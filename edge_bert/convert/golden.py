@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_bert.convert.architectures import ArchitectureConfig
 from edge_bert.errors import InputError
+from edge_bert.tasks import Task
 
 
 @dataclass
@@ -67,7 +69,7 @@ def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> tuple[list[li
 
 
 def make_golden(
-    graph: nn.Module, tokenizer: Any, texts: list[str], input_names: tuple[str, ...], max_length: int
+    graph: nn.Module, tokenizer: Any, texts: list[str], arch: ArchitectureConfig, task: Task, max_length: int
 ) -> Golden:
     ids, types, truncated = tokenize(tokenizer, texts, max_length)
     lengths = np.asarray([len(i) for i in ids], np.int64)
@@ -78,12 +80,7 @@ def make_golden(
         for row, (seq, seq_types) in enumerate(zip(ids, types, strict=True)):
             padded_ids[row, : len(seq)] = seq
             padded_types[row, : len(seq)] = seq_types
-            feeds = {
-                "input_ids": torch.tensor([seq]),
-                "attention_mask": torch.ones(1, len(seq), dtype=torch.long),
-                "token_type_ids": torch.tensor([seq_types]),
-            }
-            result = graph(*(feeds[name] for name in input_names))
+            result = graph(*arch.feeds([(seq, seq_types)], len(seq)))
             primary = result[0] if isinstance(result, tuple) else result
-            outputs.append(primary[0].float().numpy())
+            outputs.append(task.row(primary[0].float().numpy(), len(seq), int(lengths.max())))
     return Golden(list(texts), padded_ids, padded_types, lengths, np.stack(outputs), truncated)

@@ -12,8 +12,9 @@ import transformers
 from torch import nn
 
 from edge_bert.convert.architectures import ArchitectureConfig, architecture
-from edge_bert.convert.tasks import infer_task, task_config
+from edge_bert.convert.tasks import host_task
 from edge_bert.errors import ConversionError, InputError
+from edge_bert.tasks import TASKS, Task, infer_task
 
 DEFAULT_MODEL_NAME = "all-minilm-l6-v2"
 
@@ -42,8 +43,13 @@ class LoadedModel:
     normalize: bool
 
     @property
+    def spec(self) -> Task:
+        """The task (edge_bert/tasks.py) named by ``task``."""
+        return TASKS[self.task]
+
+    @property
     def labels(self) -> list[str] | None:
-        if self.task != "text-classification":
+        if not self.spec.labelled:
             return None
         id2label = self.config.id2label
         return [str(id2label[i]) for i in range(len(id2label))]
@@ -67,8 +73,8 @@ def load_model(
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot load a model config from {source!r}: {exc}") from exc
     arch = architecture(config.model_type)
-    task = task or infer_task(getattr(config, "architectures", None))
-    spec = task_config(task)
+    task = task or infer_task(getattr(config, "architectures", None)).name
+    spec = host_task(task)
     try:
         model = getattr(transformers, spec.auto_class).from_pretrained(
             source, use_safetensors=True, attn_implementation=arch.attn_implementation, **kwargs

@@ -23,12 +23,13 @@ import numpy as np
 from edge_bert import __version__
 from edge_bert.accuracy import summary
 from edge_bert.bundle import Bundle, check_writable_dir, write_bundle
+from edge_bert.convert.architectures import ArchitectureConfig
 from edge_bert.convert.eval_reference import EvalReference, check_labels, make_eval_reference
 from edge_bert.convert.flops import METHOD, flops_by_length
 from edge_bert.convert.golden import make_golden, tokenize
 from edge_bert.convert.loading import DEFAULT_MODEL_NAME, default_model_path, load_model
 from edge_bert.convert.rescue import rescue
-from edge_bert.convert.tasks import build_graph, task_config
+from edge_bert.convert.tasks import build_graph, host_task
 from edge_bert.errors import ConversionError, EdgeBertError, InputError
 from edge_bert.evaldata import LabelledData
 from edge_bert.formats.base import ExportJob, ModelFormat, format_class, producible_formats
@@ -109,7 +110,7 @@ def convert(
     check_writable_dir(out)
     specs = _formats_to_produce(profile, formats, log)
     if task is not None:
-        task_config(task)
+        host_task(task)
     builtin = texts is None and eval_data is None
     if texts is None:
         texts = golden_sample(eval_data) if eval_data is not None else builtin_texts("sentences")
@@ -125,14 +126,12 @@ def convert(
     limits = [max_length, profile.shapes.max_length, getattr(loaded.config, "max_position_embeddings", None), *static]
     limit = min(int(n) for n in limits if n)
     if eval_data is not None:
-        check_labels(eval_data, loaded.task, loaded.labels)
+        check_labels(eval_data, loaded.spec, loaded.labels)
     calibration_texts = calibration_texts or texts + builtin_texts("paragraphs")
-    if builtin and loaded.task == "feature-extraction":
-        # a dense set of short texts on few topics, where int8 rounding can reorder neighbours: the 27
-        # varied sentences alone are too far apart to show it (min_neighbour_agreement)
-        texts = texts + builtin_texts("neighbours")
+    if builtin:
+        texts = texts + [text for extra in loaded.spec.golden_extra for text in builtin_texts(extra)]
     graph = build_graph(loaded.task, loaded.model, loaded.pooling, loaded.normalize)
-    golden = make_golden(graph, loaded.tokenizer, texts, loaded.arch.inputs, limit)
+    golden = make_golden(graph, loaded.tokenizer, texts, loaded.arch, loaded.spec, limit)
     if golden.truncated:
         log(f"{len(golden.truncated)} golden text(s) longer than {limit} tokens were truncated")
     ids, types, _ = tokenize(loaded.tokenizer, calibration_texts, limit)
@@ -141,12 +140,12 @@ def convert(
     if eval_data is not None:
         log(f"fp32 reference on {len(eval_data)} evaluation texts ({eval_data.source.get('name') or eval_data.source})")
         reference = make_eval_reference(
-            graph, loaded.tokenizer, eval_data, loaded.arch.inputs, limit, loaded.task, loaded.labels
+            graph, loaded.tokenizer, eval_data, loaded.arch, limit, loaded.spec, loaded.labels
         )
         log(f"fp32 on the evaluation data: {reference.fp32 or 'no labels'}")
 
     flops = _count_flops(
-        graph, loaded.arch.inputs, profile, [n for spec in specs for n in _static(classes, spec, profile)], limit, log
+        graph, loaded.arch, profile, [n for spec in specs for n in _static(classes, spec, profile)], limit, log
     )
 
     extra = {"flops": flops} if flops else {}
@@ -174,12 +173,12 @@ def _static(classes: dict, spec: FormatSpec, profile: TargetProfile) -> list[int
 
 
 def _count_flops(
-    graph: Any, inputs: tuple[str, ...], profile: TargetProfile, static: list[int], limit: int, log: Log
+    graph: Any, arch: ArchitectureConfig, profile: TargetProfile, static: list[int], limit: int, log: Log
 ) -> dict[str, Any] | None:
     """The manifest's ``flops`` for bench's roofline; None (and a note) if the graph cannot be counted."""
     lengths = [n for n in (*FLOP_LENGTHS, *profile.bench.seq_lengths, *static, limit) if 2 <= n <= limit]
     try:
-        return {"method": METHOD, "per_seq_length": flops_by_length(graph, inputs, lengths)}
+        return {"method": METHOD, "per_seq_length": flops_by_length(graph, arch, lengths)}
     except Exception as exc:  # a counting failure costs the roofline columns, not the conversion
         log(f"note: FLOPs not counted ({type(exc).__name__}: {str(exc)[:120]}); bench prints no roofline")
         return None
@@ -318,7 +317,7 @@ def _manifest(
 ) -> dict[str, Any]:
     job = fmt.job
     loaded, task = job.loaded, job.task
-    embedding = loaded.task == "feature-extraction"
+    embedding = task.pools
     return {
         "name": bundle_name,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -1,4 +1,5 @@
-"""Tasks: which Hugging Face head to load and what graph to export around it.
+"""The host side of each task (edge_bert/tasks.py): which Hugging Face head to load and what graph to
+export around it. Outputs, parity and gates are the runner's task's; nothing here re-states them.
 
 The wrappers give the exported graph explicit, stable input and output names, and for
 feature-extraction put sentence-transformers' pooling (mean over the attention mask, then optional
@@ -7,16 +8,19 @@ L2 normalisation) inside the graph so the device needs no post-processing code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from edge_bert.errors import ConversionError
-from edge_bert.tasks import TASKS as RUNNER_TASKS
+from edge_bert.tasks import TASKS, ClassificationTask, EmbeddingTask, Task, TokenClassificationTask
 
 
-class ClassificationGraph(nn.Module):
+class LogitsGraph(nn.Module):
+    """The model's ``logits``: one row per text (sequence classification) or per token (token classification)."""
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
@@ -49,49 +53,35 @@ class SentenceEmbeddingGraph(nn.Module):
 
 
 @dataclass(frozen=True)
-class TaskConfig:
-    """The host side of a task: which head to load. Its outputs are the runner's (edge_bert/tasks.py), so
-    what convert writes and what validate reads are named in one place."""
+class HostTask:
+    """What only the host knows about a task: the transformers auto class of its head, the graph exported
+    around the model (given the model, its pooling and whether to normalise), and the distillation
+    recipes a teacher of this task takes (edge_bert/training/distill.py)."""
 
-    name: str
     auto_class: str
-
-    @property
-    def outputs(self) -> tuple[str, ...]:
-        return RUNNER_TASKS[self.name].outputs
-
-    @property
-    def primary_output(self) -> str:
-        """The output that golden references store and parity gates measure."""
-        return RUNNER_TASKS[self.name].primary_output
+    graph: Callable[[nn.Module, str, bool], nn.Module]
+    distill_recipes: tuple[str, ...] = ()
 
 
-TASKS: dict[str, TaskConfig] = {
-    "text-classification": TaskConfig("text-classification", "AutoModelForSequenceClassification"),
-    "feature-extraction": TaskConfig("feature-extraction", "AutoModel"),
+HOST: dict[str, HostTask] = {
+    ClassificationTask.name: HostTask(
+        "AutoModelForSequenceClassification", lambda model, _p, _n: LogitsGraph(model), ("distilbert", "tinybert")
+    ),
+    EmbeddingTask.name: HostTask("AutoModel", SentenceEmbeddingGraph, ("embedding",)),
+    TokenClassificationTask.name: HostTask("AutoModelForTokenClassification", lambda model, _p, _n: LogitsGraph(model)),
 }
 
 
-def task_config(name: str) -> TaskConfig:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise ConversionError(f"unsupported task {name!r}; supported: {', '.join(TASKS)}") from None
+def host_task(task: Task | str) -> HostTask:
+    """The host extension of a task (by object or name); an unknown name is a conversion error."""
+    name = task if isinstance(task, str) else task.name
+    if name not in HOST or name not in TASKS:
+        raise ConversionError(f"unsupported task {name!r}; supported: {', '.join(HOST)}")
+    return HOST[name]
 
 
-def infer_task(architectures: list[str] | None) -> str:
-    """A checkpoint saved with a classification head converts as classification; else embeddings."""
-    if any(a.endswith("ForSequenceClassification") for a in architectures or []):
-        return "text-classification"
-    return "feature-extraction"
-
-
-def build_graph(task: str, model: nn.Module, pooling: str = "mean", normalize: bool = True) -> nn.Module:
-    graph = (
-        ClassificationGraph(model)
-        if task == "text-classification"
-        else SentenceEmbeddingGraph(model, pooling, normalize)
-    )
+def build_graph(task: Task | str, model: nn.Module, pooling: str = "mean", normalize: bool = True) -> nn.Module:
+    graph = host_task(task).graph(model, pooling, normalize)
     # eval() on the wrapper itself: exporters restore the wrapper's mode afterwards, and a wrapper
     # left in training mode would switch dropout back on in the reference model.
     return graph.eval()

@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from edge_bert.backends.base import Backend
 from edge_bert.convert.golden import Golden
 from edge_bert.convert.loading import LoadedModel
-from edge_bert.convert.tasks import TaskConfig, task_config
 from edge_bert.errors import ConversionError
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
 from edge_bert.recipes import FORMATS, FormatDescriptor
+from edge_bert.session import make_feeds
+from edge_bert.tasks import Task
 
 Log = Callable[[str], None]
 
@@ -42,12 +44,23 @@ class ExportJob:
     calibration: list[tuple[np.ndarray, np.ndarray]]
 
     @property
-    def task(self) -> TaskConfig:
-        return task_config(self.loaded.task)
+    def task(self) -> Task:
+        return self.loaded.spec
 
-    @property
-    def classification(self) -> bool:
-        return self.loaded.task == "text-classification"
+    def parity(self, backend: Backend, dtype: type, length: int | None = None) -> dict[str, Any]:
+        """Every golden text that fits ``length`` (None: each at its own length) through ``backend``, padded
+        to ``length``, against PyTorch, measured by the task (Task.parity): the check each format's export
+        and fusions must pass. Empty when no text fits."""
+        golden, task = self.golden, self.task
+        dtypes = dict.fromkeys(self.loaded.arch.inputs, np.dtype(dtype))
+        width = int(golden.lengths.max())
+        outputs, refs = [], []
+        for (ids, types), ref in zip(golden.samples(), golden.output, strict=True):
+            if length is None or len(ids) <= length:
+                result = backend.run(make_feeds(ids, types, dtypes, length or len(ids)))
+                outputs.append(task.row(result[task.primary_output][0], len(ids), width))
+                refs.append(ref)
+        return task.parity(np.stack(outputs), np.stack(refs)) if outputs else {}
 
 
 class ModelFormat(ABC):

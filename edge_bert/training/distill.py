@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_bert.accuracy import embedding_metrics
 from edge_bert.convert.loading import _sentence_transformers_head
-from edge_bert.convert.tasks import infer_task
+from edge_bert.convert.tasks import HOST, host_task
 from edge_bert.errors import InputError
 from edge_bert.evaldata import LabelledData, match_labels
+from edge_bert.tasks import EmbeddingTask, Task, infer_task
 from edge_bert.training.data import (
     Encoded,
     embed,
@@ -93,20 +93,22 @@ class DistillSettings:
     freeze_word_embeddings: bool = True
 
 
-def resolve_recipe(recipe: str, task: str, config: Any, hidden_size: int | None) -> str:
+def resolve_recipe(recipe: str, task: Task, config: Any, hidden_size: int | None) -> str:
+    """The recipe to run for a teacher of ``task`` (its host task lists the recipes that take it)."""
     if recipe not in RECIPES:
         raise InputError(f"unknown recipe {recipe!r}; recipes: {', '.join(RECIPES)}")
-    if task == "feature-extraction":
-        if recipe not in ("auto", "embedding"):
-            raise InputError(
-                f"the teacher is an embedding model (feature-extraction): recipe {recipe!r} needs a "
-                "classifier teacher; use the embedding recipe"
-            )
-        return "embedding"
-    if recipe == "embedding":
-        raise InputError("the embedding recipe needs a feature-extraction teacher; this one is a classifier")
+    allowed = host_task(task).distill_recipes
+    if not allowed:
+        raise InputError(f"no distillation recipe takes a {task.name} teacher")
+    if recipe == "auto" and len(allowed) == 1:
+        return allowed[0]
     if recipe == "auto":
         return "tinybert" if hidden_size is not None and hidden_size < dims(config)[1] else "distilbert"
+    if recipe not in allowed:
+        wanted = " or ".join(name for name, host in HOST.items() if recipe in host.distill_recipes)
+        raise InputError(
+            f"the {recipe} recipe needs a {wanted} teacher; this one is {task.name} (its recipes: {', '.join(allowed)})"
+        )
     return recipe
 
 
@@ -155,16 +157,11 @@ def distill(
     if out.exists() and not overwrite:
         staging_dir(out, overwrite)  # the one clear error, before anything loads
     seed_everything(settings.seed, settings.threads)
-    auto = "AutoModelForSequenceClassification" if task == "text-classification" else "AutoModel"
-    teacher = load_pretrained(auto, source, revision, trust_remote_code).eval()
+    teacher = load_pretrained(host_task(task).auto_class, source, revision, trust_remote_code).eval()
     teacher.requires_grad_(False)
     tokenizer = load_tokenizer(source, revision, trust_remote_code)
     train = subsample(train, settings.max_train, settings.seed)
-    labels = (
-        [str(teacher.config.id2label[i]) for i in range(teacher.config.num_labels)]
-        if task == "text-classification"
-        else None
-    )
+    labels = [str(teacher.config.id2label[i]) for i in range(teacher.config.num_labels)] if task.labelled else None
     data = encode(tokenizer, train, None, settings.max_length)
     if labels and train.labels is not None:
         data.targets = torch.as_tensor(match_labels(train.labels, labels))
@@ -342,8 +339,7 @@ def _evaluate(
         data = eval_data or subsample(train, 2000, s.seed)
         ids = encode(tokenizer, data, None, s.max_length).ids
         student_emb, teacher_emb = embed(student, ids, normalize), embed(teacher, ids, normalize)
-        classes = np.unique(data.labels, return_inverse=True)[1] if data.labels is not None else None
-        metrics = embedding_metrics(student_emb.numpy(), teacher_emb.numpy(), classes)
+        metrics = EmbeddingTask().evaluate(student_emb.numpy(), teacher_emb.numpy(), data.labels, None)
         keep = (
             "neighbour_recall",
             "same_nearest_neighbour",

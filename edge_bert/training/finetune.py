@@ -22,8 +22,11 @@ from torch import nn
 from transformers.masking_utils import create_bidirectional_mask
 
 from edge_bert.accuracy import macro_f1
+from edge_bert.convert.architectures import REGISTRY
+from edge_bert.convert.tasks import HOST
 from edge_bert.errors import InputError
 from edge_bert.evaldata import LabelledData
+from edge_bert.tasks import ClassificationTask
 from edge_bert.training.data import (
     encode,
     finish,
@@ -107,7 +110,7 @@ def top_logits(model: nn.Module, hidden: torch.Tensor, mask: torch.Tensor, froze
     layers = encoder_layers(model)
     if frozen < len(layers):
         hidden = cls_only_layer(layers[-1], run_layers(model, hidden, mask, layers[frozen:-1]), mask)
-    return model.classifier(model.dropout(model.bert.pooler(hidden)))
+    return model.classifier(model.dropout(model.base_model.pooler(hidden)))
 
 
 @torch.inference_mode()
@@ -117,7 +120,7 @@ def cache_frozen(model: nn.Module, ids: list[torch.Tensor], frozen: int, batch_s
     cached: list[torch.Tensor] = [torch.empty(0)] * len(ids)
     for batch in length_batches([len(x) for x in ids], batch_size, None):
         tokens, mask = pad([ids[i] for i in batch])
-        hidden = run_layers(model, model.bert.embeddings(input_ids=tokens), mask, encoder_layers(model)[:frozen])
+        hidden = run_layers(model, model.base_model.embeddings(input_ids=tokens), mask, encoder_layers(model)[:frozen])
         for row, i in enumerate(batch):
             cached[i] = hidden[row, : len(ids[i])].clone()
     return cached
@@ -172,8 +175,8 @@ def finetune(
         if settings.label_names and labels == [str(i) for i in range(len(settings.label_names))]
         else labels
     )
-    layers = getattr(config, "num_hidden_layers", None)
-    if settings.frozen_layers and (config.model_type != "bert" or settings.frozen_layers > layers):
+    layers = arch.dims(config)[0] if (arch := REGISTRY.get(config.model_type)) else None
+    if settings.frozen_layers and (arch is None or not arch.frozen_layer_cache or settings.frozen_layers > layers):
         raise InputError(
             f"--frozen-layers {settings.frozen_layers}: needs a BERT-type base with at least that many "
             f"layers ({source} is {config.model_type} with {layers})"
@@ -181,7 +184,7 @@ def finetune(
     stage = staging_dir(out, overwrite)
     seed_everything(settings.seed, settings.threads)
     model = load_pretrained(
-        "AutoModelForSequenceClassification",
+        HOST[ClassificationTask.name].auto_class,
         source,
         revision,
         trust_remote_code,

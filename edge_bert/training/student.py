@@ -23,22 +23,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_bert.convert.architectures import REGISTRY, ArchitectureConfig
 from edge_bert.errors import InputError
 
-#: teacher architectures the recipes know how to take apart (registry model_type -> config field names)
-LAYER_FIELDS = {
-    "bert": ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size"),
-    "distilbert": ("n_layers", "dim", "n_heads", "hidden_dim"),
-}
 _LAYER_KEY = re.compile(r"\.layer\.(\d+)\.")
+
+
+def teacher_family(config: Any) -> ArchitectureConfig:
+    """The registry entry of a teacher config, if distillation can take that family apart."""
+    arch = REGISTRY.get(config.model_type)
+    if arch is None or not arch.students:
+        families = " and ".join(name for name, entry in REGISTRY.items() if entry.students)
+        raise InputError(f"distillation supports {families} teachers, not {config.model_type!r}")
+    return arch
 
 
 def dims(config: Any) -> tuple[int, int, int]:
     """(layers, hidden size, attention heads) of a teacher config."""
-    if config.model_type not in LAYER_FIELDS:
-        raise InputError(f"distillation supports {' and '.join(LAYER_FIELDS)} teachers, not {config.model_type!r}")
-    layers, hidden, heads, _ = LAYER_FIELDS[config.model_type]
-    return getattr(config, layers), getattr(config, hidden), getattr(config, heads)
+    return teacher_family(config).dims(config)[:3]
 
 
 def check_student(config: Any, layers: int, hidden_size: int | None, recipe: str) -> None:
@@ -55,7 +57,7 @@ def check_student(config: Any, layers: int, hidden_size: int | None, recipe: str
             f"--hidden-size {hidden_size}: only the TinyBERT recipe (classification teachers) changes "
             f"the width; the {recipe} recipe keeps the teacher's {teacher_hidden}"
         )
-    if config.model_type != "bert":
+    if not teacher_family(config).narrower_students:
         raise InputError(f"the TinyBERT recipe needs a BERT-type teacher, not {config.model_type!r}")
     if not 0 < hidden_size < teacher_hidden or hidden_size % heads:
         raise InputError(
@@ -75,7 +77,8 @@ def tinybert_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
 
 
 def student_config(config: Any, layers: int, hidden_size: int | None) -> Any:
-    layer_field, hidden_field, _, ffn_field = LAYER_FIELDS[config.model_type]
+    arch = teacher_family(config)
+    layer_field, hidden_field, ffn_field = arch.layers_attr, arch.hidden_attr, arch.ffn_attr
     student = copy.deepcopy(config)
     setattr(student, layer_field, layers)
     if hidden_size is not None and hidden_size != getattr(config, hidden_field):

@@ -20,49 +20,29 @@ from edge_bert.backends.ort import OrtBackend
 from edge_bert.convert.architectures import ArchitectureConfig
 from edge_bert.convert.golden import Golden
 from edge_bert.errors import ConversionError
+from edge_bert.formats.base import ExportJob
 from edge_bert.formats.onnx.quantize import share_weights
-from edge_bert.metrics import parity
-from edge_bert.session import make_feeds
+from edge_bert.tasks import Task
 
 #: Max-abs difference an fp32 export may show against PyTorch (Optimum's default atol is 1e-4 to 1e-5;
 #: measured here: <= 4e-7 at base size).
 EXPORT_ATOL = 1e-4
 
 
-def measure_parity(
-    model_path: Path,
-    golden: Golden,
-    inputs: tuple[str, ...],
-    primary_output: str,
-    classification: bool,
-    static_length: int | None = None,
-) -> dict[str, Any]:
-    """Run every golden text through an ONNX file with onnxruntime and compare with PyTorch."""
+def golden_parity(job: ExportJob, model_path: Path, static_length: int | None = None) -> dict[str, Any]:
+    """Every golden text through an ONNX file with onnxruntime, against PyTorch (ExportJob.parity)."""
     backend = OrtBackend(Path(model_path).read_bytes(), where=str(model_path))
-    dtypes = {name: np.dtype(np.int64) for name in inputs}
-    outputs = []
-    for ids, types in golden.samples():
-        feeds = make_feeds(ids, types, dtypes, static_length or len(ids))
-        outputs.append(backend.run(feeds)[primary_output][0])
-    return parity(np.stack(outputs), golden.output, classification)
+    return job.parity(backend, np.int64, static_length)
 
 
-def export_onnx(
-    graph: nn.Module,
-    arch: ArchitectureConfig,
-    outputs: tuple[str, ...],
-    golden: Golden,
-    path: Path,
-    opset: int,
-    classification: bool,
-    static_length: int | None = None,
-) -> dict[str, Any]:
-    """Export ``graph`` to ``path``; returns the exporter used and its measured parity."""
-    example = _example_inputs(golden, arch.inputs, static_length)
+def export_onnx(job: ExportJob, path: Path, opset: int, static_length: int | None = None) -> dict[str, Any]:
+    """Export the job's graph to ``path``; returns the exporter used and its measured parity."""
+    arch = job.loaded.arch
+    example = _example_inputs(job.golden, arch, static_length)
     failures = []
     for exporter in arch.exporters:
         try:
-            _export(graph, example, arch, outputs, path, opset, exporter, static_length is None)
+            _export(job.graph, example, arch, job.task, path, opset, exporter, static_length is None)
             model = onnx.load(str(path))
             share_weights(model)  # shared layers (ALBERT) as plain initializers the quantizers can see
             onnx.save(model, str(path))
@@ -70,41 +50,32 @@ def export_onnx(
         except Exception as exc:  # torch.onnx raises many unrelated types; record and try the next path
             failures.append(f"{exporter}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             continue
-        metrics = measure_parity(path, golden, arch.inputs, outputs[0], classification, static_length)
+        metrics = golden_parity(job, path, static_length)
         if metrics["finite"] and metrics["max_abs_error"] <= EXPORT_ATOL:
             return {"exporter": exporter, "opset": opset, "atol": EXPORT_ATOL, "parity": metrics}
         failures.append(f"{exporter}: max-abs error {metrics['max_abs_error']:.3g} > atol {EXPORT_ATOL}")
     raise ConversionError(f"ONNX export failed its parity check against PyTorch: {'; '.join(failures)}")
 
 
-def _example_inputs(golden: Golden, inputs: tuple[str, ...], static_length: int | None) -> tuple[torch.Tensor, ...]:
+def _example_inputs(golden: Golden, arch: ArchitectureConfig, static_length: int | None) -> tuple[torch.Tensor, ...]:
     """Two real texts padded into one batch: the padding makes tracing keep the attention-mask path
     (an all-ones mask can be traced away, and then padded inputs would be silently wrong)."""
     order = np.argsort(golden.lengths)
-    rows = [order[-1], order[0]]
-    length = static_length or int(golden.lengths[rows[0]])
-    ids = np.zeros((2, length), np.int64)
-    types = np.zeros((2, length), np.int64)
-    mask = np.zeros((2, length), np.int64)
-    for out_row, row in enumerate(rows):
-        n = min(int(golden.lengths[row]), length)
-        ids[out_row, :n] = golden.input_ids[row, :n]
-        types[out_row, :n] = golden.token_type_ids[row, :n]
-        mask[out_row, :n] = 1
-    arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-    return tuple(torch.from_numpy(arrays[name]) for name in inputs)
+    samples = golden.samples()
+    return arch.feeds([samples[order[-1]], samples[order[0]]], static_length or int(golden.lengths[order[-1]]))
 
 
 def _export(
     graph: nn.Module,
     example: tuple[torch.Tensor, ...],
     arch: ArchitectureConfig,
-    outputs: tuple[str, ...],
+    task: Task,
     path: Path,
     opset: int,
     exporter: str,
     dynamic: bool,
 ) -> None:
+    outputs = task.outputs
     kwargs: dict[str, Any] = {"input_names": list(arch.inputs), "output_names": list(outputs), "opset_version": opset}
     # batch is always dynamic; the sequence axis only when the profile does not fix the length
     if exporter == "dynamo":
@@ -114,9 +85,7 @@ def _export(
     else:
         seq_axes = arch.input_axes(static=not dynamic)
         axes = {name: seq_axes for name in arch.inputs}
-        axes.update({name: {0: "batch"} for name in outputs})
-        if "last_hidden_state" in outputs:
-            axes["last_hidden_state"] = seq_axes
+        axes.update({name: seq_axes if name in task.sequence_outputs else {0: "batch"} for name in outputs})
         kwargs.update(dynamo=False, dynamic_axes=axes)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():

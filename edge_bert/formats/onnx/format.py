@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edge_bert.formats.base import Log, ModelFormat
-from edge_bert.formats.onnx.export import EXPORT_ATOL, export_onnx, measure_parity
+from edge_bert.formats.onnx.export import EXPORT_ATOL, export_onnx, golden_parity
 from edge_bert.formats.onnx.mobile import write_ort
 from edge_bert.formats.onnx.quantize import optimize, produce
 from edge_bert.formats.onnx.sensitivity import rank_nodes
@@ -39,17 +39,7 @@ class OnnxFormat(ModelFormat):
         self._fp32 = self.fp32_path = job.work / "model_fp32.onnx"
         self._bases: dict[bool, tuple[Path, dict[str, Any] | None]] = {}
         log(f"exporting {job.loaded.arch.model_type} ({job.loaded.task}) to ONNX")
-        opset = job.spec.options.opset
-        info = export_onnx(
-            job.graph,
-            job.loaded.arch,
-            job.task.outputs,
-            job.golden,
-            self._fp32,
-            opset,
-            job.classification,
-            self._static,
-        )
+        info = export_onnx(job, self._fp32, job.spec.options.opset, self._static)
         info["fusions"] = self._base(fuse_attention=True)[1]
         return info
 
@@ -67,14 +57,7 @@ class OnnxFormat(ModelFormat):
             fused_path = job.work / f"model_fused{'' if fuse_attention else '_no_attention'}.onnx"
             fused = optimize(self._fp32, fused_path, job.loaded.arch, job.loaded.config, fuse_attention)
             if fused is not None:
-                check = measure_parity(
-                    fused_path,
-                    job.golden,
-                    job.loaded.arch.inputs,
-                    job.task.primary_output,
-                    job.classification,
-                    self._static,
-                )
+                check = golden_parity(job, fused_path, self._static)
                 kept = bool(check["finite"] and check["max_abs_error"] <= FUSION_ATOL)
                 info = {"ops": fused, "kept": kept, "max_abs_error": check["max_abs_error"]}
                 result = (fused_path if kept else self._fp32, info)

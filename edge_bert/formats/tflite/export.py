@@ -22,10 +22,9 @@ import torch
 from torch import nn
 
 from edge_bert.backends.litert import LiteRtBackend, signature_name
-from edge_bert.convert.golden import Golden
 from edge_bert.errors import ConversionError
-from edge_bert.metrics import parity
-from edge_bert.session import make_feeds
+from edge_bert.formats.base import ExportJob
+from edge_bert.session import batch_feeds
 
 #: the builtin operator code for "custom" in the TFLite schema (Flex ops are custom ops named Flex*)
 _CUSTOM = 32
@@ -58,8 +57,8 @@ def convert_tflite(
     wrapper = NamedOutputs(graph, inputs, outputs).eval()  # eval() on the wrapper, last: else dropout may be kept
     converter = litert_torch.Converter()
     for length in lengths:
-        sample = {name: torch.zeros(1, length, dtype=torch.int32) for name in inputs}
-        sample["attention_mask"] += 1
+        feeds = batch_feeds([(np.zeros(length, np.int32), None)], dict.fromkeys(inputs, np.dtype(np.int32)), length)
+        sample = {name: torch.from_numpy(array) for name, array in feeds.items()}
         converter.add_signature(signature_name(length), wrapper, sample_kwargs=sample)
     logging.getLogger("litert_torch").setLevel(logging.ERROR)
     # litert-torch prints its stage timings to stdout: keep stdout for edge-bert's own output (--json -)
@@ -187,20 +186,10 @@ def check_builtin_ops(path: Path) -> list[str]:
     return ops["builtin"]
 
 
-def measure_parity(
-    path: Path, golden: Golden, inputs: tuple[str, ...], primary_output: str, classification: bool, lengths: list[int]
-) -> dict[str, Any]:
-    """Every golden text through every signature it fits (padded), against PyTorch; worst signature summarised."""
+def golden_parity(job: ExportJob, path: Path, lengths: list[int]) -> dict[str, Any]:
+    """Every golden text through every signature it fits (padded), against PyTorch (ExportJob.parity);
+    the worst signature summarised."""
     backend = LiteRtBackend(path.read_bytes(), threads=2, where=str(path))
-    dtypes = {name: np.dtype(np.int32) for name in inputs}
-    per_signature = {}
-    for length in lengths:
-        outputs, refs = [], []
-        for (ids, types), ref in zip(golden.samples(), golden.output, strict=True):
-            if len(ids) <= length:
-                outputs.append(backend.run(make_feeds(ids, types, dtypes, length))[primary_output][0])
-                refs.append(ref)
-        if outputs:
-            per_signature[signature_name(length)] = parity(np.stack(outputs), np.stack(refs), classification)
+    per_signature = {signature_name(n): m for n in lengths if (m := job.parity(backend, np.int32, n))}
     worst = max(per_signature.values(), key=lambda m: (not m["finite"], m["max_abs_error"]))
     return {**worst, "signatures": per_signature}

@@ -10,7 +10,7 @@ from edge_bert.backends.litert import LiteRtBackend
 from edge_bert.errors import BundleError, ConversionError, ProfileError
 from edge_bert.formats.base import Log, ModelFormat
 from edge_bert.formats.onnx.export import EXPORT_ATOL
-from edge_bert.formats.tflite.export import check_builtin_ops, convert_tflite, integer_friendly, measure_parity
+from edge_bert.formats.tflite.export import check_builtin_ops, convert_tflite, golden_parity, integer_friendly
 from edge_bert.formats.tflite.extras import (
     android_md,
     case_texts,
@@ -65,9 +65,7 @@ class TfliteFormat(ModelFormat):
                 f"litert-torch could not convert this model: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             ) from exc
         ops = check_builtin_ops(path)
-        metrics = measure_parity(
-            path, job.golden, job.loaded.arch.inputs, job.task.primary_output, job.classification, lengths
-        )
+        metrics = golden_parity(job, path, lengths)
         if not (metrics["finite"] and metrics["max_abs_error"] <= EXPORT_ATOL):
             raise ConversionError(
                 f"LiteRT export failed its parity check against PyTorch: max-abs error "
@@ -109,7 +107,7 @@ class TfliteFormat(ModelFormat):
 
     def float_scopes(self, recipe: Recipe) -> tuple[str, ...]:
         """Ops this task keeps float under ``recipe``: an embedding model's attention key/value projections."""
-        roles = () if self.job.classification else getattr(recipe.options, "embedding_float", ())
+        roles = getattr(recipe.options, "embedding_float", ()) if self.job.task.keeps_attention_float else ()
         names = dict(zip(("query", "key", "value"), self.job.loaded.arch.qkv_projections, strict=True))
         return tuple(rf"\.Linear_{re.escape(names[role])};" for role in roles)
 
