@@ -31,6 +31,7 @@ from edge_bert.cli.common import (
     read_data,
     rescue_line,
 )
+from edge_bert.cli.logs import quiet_verb, set_verbose
 from edge_bert.devices.dispatch import bench_on_device, is_local, validate_on_device
 from edge_bert.errors import EdgeBertError, InputError
 from edge_bert.profiles import list_profiles
@@ -52,6 +53,16 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Third-party warnings and logs on stderr, not in OUT.log.")
+    ] = False,
+) -> None:
+    """Options for every verb."""
+    set_verbose(verbose)
+
+
 @app.command()
 def targets() -> None:
     """List the built-in target profiles."""
@@ -68,6 +79,7 @@ def targets() -> None:
 
 
 @app.command()
+@quiet_verb()
 def convert(
     model: Annotated[
         Optional[str], typer.Argument(help="Hub id or save_pretrained dir (default: embedded MiniLM).")

@@ -19,6 +19,7 @@ from edge_bert.cli.common import (
     fmt,
     preflight,
 )
+from edge_bert.cli.logs import quiet_verb
 from edge_bert.devices.dispatch import bench_on_device, emulated_note, is_local, validate_on_device
 from edge_bert.errors import EdgeBertError, InputError
 from edge_bert.profiles import load_profile
@@ -29,6 +30,7 @@ def register(app: typer.Typer) -> None:
     app.command()(run)
 
 
+@quiet_verb()
 def run(
     model: Annotated[Optional[str], typer.Argument(help="Hub id or dir (default: embedded all-MiniLM-L6-v2).")] = None,
     target: TargetOpt = "auto",

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from edge_bert.cli.common import fail as _fail
+from edge_bert.cli.logs import quiet_verb
 from edge_bert.errors import EdgeBertError
 from edge_bert.render.terminal import console
 
@@ -85,6 +86,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     console.print(table)
 
 
+@quiet_verb()
 def finetune_command(
     base: Annotated[
         Optional[str], typer.Argument(help="Hub id or save_pretrained dir (default: embedded MiniLM).")
@@ -138,6 +140,7 @@ def finetune_command(
     _print_summary(summary)
 
 
+@quiet_verb()
 def distill_command(
     teacher: Annotated[Optional[str], typer.Argument(help="Teacher: hub id or dir (default: embedded MiniLM).")] = None,
     data: DataOpt = ...,  # type: ignore[assignment]
