@@ -6,8 +6,12 @@ session pads each text to the smallest length that fits, and run() dispatches on
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
-from collections.abc import Callable
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -38,9 +42,10 @@ class LiteRtBackend(Backend):
         # The default op resolver applies XNNPACK (7-15x faster than the reference kernels here).
         self._where = where
         try:
-            self._model = model  # the interpreter reads from this buffer for its whole life
-            self._interpreter = Interpreter(model_content=model, num_threads=threads or _cpu_count())
-            self._runners = self._load_signatures()
+            with _without_delegate_banner():
+                self._model = model  # the interpreter reads from this buffer for its whole life
+                self._interpreter = Interpreter(model_content=model, num_threads=threads or _cpu_count())
+                self._runners = self._load_signatures()
         except Exception as exc:  # RuntimeError/ValueError for bad files and for ops this runtime lacks
             raise BundleError(f"{where}: LiteRT cannot load this model: {str(exc).strip()[:300]}") from exc
 
@@ -107,12 +112,37 @@ class LiteRtBackend(Backend):
             return {_DIST: "unknown"}
 
 
+#: what LiteRT's C++ prints on stderr when it applies XNNPACK: not news, and it would make an error two lines
+_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate"
+
+
+@contextlib.contextmanager
+def _without_delegate_banner() -> Iterator[None]:
+    """While the interpreter loads, fd 2 goes to a temporary file; afterwards everything LiteRT printed there
+    but its XNNPACK banner is written to stderr again (errors and warnings still show)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (an embedding host): leave it alone
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().splitlines(keepends=True) if not line.startswith(_BANNER)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def _warmup_input(name: str, length: int) -> np.ndarray:
     # a realistic mask: an all-zero mask makes mean pooling divide by zero in a full-int8 model
     return np.ones((1, length), np.int32) if name == "attention_mask" else np.zeros((1, length), np.int32)
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
