@@ -12,13 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge_bert.errors import ProfileError
-from edge_bert.recipes import FORMATS, RecipeOptions
+from edge_bert.recipes import FORMATS, RecipeKind, RecipeOptions
 from edge_bert.schema import CHECK, SchemaError, at_least, between, each, parse
 
-#: Formats a profile may name. Whether this build can *produce* one is the converter's business.
-KNOWN_FORMATS = tuple(FORMATS)
-#: Recipe kinds per format: what a ``[FORMAT.recipe.NAME]`` table may be (``kind`` defaults to NAME).
-RECIPE_KINDS = {name: tuple(descriptor.recipes) for name, descriptor in FORMATS.items()}
 #: keys a profile's top level may hold
 _TOP_KEYS = ("name", "description", "arch", "isa", "formats", "detect", "shapes", "bench", "gates", *FORMATS)
 
@@ -75,9 +71,14 @@ class Recipe:
     """One way to produce a model file: a kind the exporter implements plus its typed options."""
 
     name: str
-    kind: str
+    #: the kind's descriptor (recipes.KINDS): its format, options class, producer, precision
+    descriptor: RecipeKind
     options: RecipeOptions
     gates: Gates
+
+    @property
+    def kind(self) -> str:
+        return self.descriptor.name
 
     @property
     def required(self) -> bool:
@@ -88,7 +89,7 @@ class Recipe:
 class FormatSpec:
     name: str
     recipes: tuple[Recipe, ...]
-    #: the format's options (formats.OnnxOptions, formats.TfliteOptions)
+    #: the format's options (recipes.OnnxOptions, recipes.TfliteOptions)
     options: Any
 
     @property
@@ -244,5 +245,6 @@ def _format_spec(name: str, section: Any, gates: Gates) -> FormatSpec:
         if kind not in descriptor.recipes:
             raise SchemaError(f"{where}.kind", f"unknown kind {kind!r} for {name}; known: {list(descriptor.recipes)}")
         recipe_gates = gates.merged(options.pop("gates", None), f"{where}.gates")
-        recipes.append(Recipe(recipe_name, kind, parse(descriptor.recipes[kind], options, where), recipe_gates))
+        recipe_kind = descriptor.recipes[kind]
+        recipes.append(Recipe(recipe_name, recipe_kind, parse(recipe_kind.options, options, where), recipe_gates))
     return FormatSpec(name, tuple(recipes), parse(descriptor.options, section, name))

@@ -1,9 +1,13 @@
-"""Bundle formats, described once: file name, runtime backend, converter, recipe kinds and their options.
+"""Bundle formats and recipe kinds, described once: file name, runtime backend, converter; per recipe kind
+its options, whether it is a full-integer graph or rescuable, the peak the roofline compares it with, and
+the function that produces it.
 
 Profiles (which recipe kinds and options a ``[FORMAT]`` table may hold), the runner (which backend
-loads a bundle) and the converter (which exporter writes it) all read this one registry, so a new
-format is one descriptor here plus its modules. Runner side: nothing here imports a runtime or torch;
-the modules named are imported lazily by whoever needs them.
+loads a bundle, which peak bench compares with) and the converter (which exporter writes it, which
+function produces a recipe) all read this one registry, so a new format is one descriptor here plus
+its modules, and a new recipe kind is one ``RecipeKind`` here plus its producer function. Runner
+side: nothing here imports a runtime or torch; the modules named are imported lazily by whoever
+needs them.
 
 Recipe options are typed, one class per recipe kind, and read strictly when a profile loads
 (``fuse_atention = false`` is an error naming the key, not a silently ignored typo). One name per
@@ -13,8 +17,10 @@ with one default.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from edge_bert.schema import CHECK, at_least, between, each
 
@@ -39,9 +45,18 @@ class RecipeOptions:
 
 
 @dataclass(frozen=True)
-class OnnxFloatOptions(RecipeOptions):
+class AttentionFusion:
+    """Options of the ONNX recipes that may start from onnxruntime's fused Attention op. Not static-int8:
+    its QDQ form has no Attention operator (its attention weights would stay fp32: 66 MB instead of 23 MB
+    for MiniLM), so it always starts from unfused attention."""
+
     #: fuse attention into onnxruntime's Attention op (false: leave it as MatMul/Softmax)
     fuse_attention: bool = True
+
+
+@dataclass(frozen=True)
+class OnnxFloatOptions(RecipeOptions, AttentionFusion):
+    pass
 
 
 @dataclass(frozen=True)
@@ -55,12 +70,11 @@ class Int8Options(RecipeOptions):
 
 
 @dataclass(frozen=True)
-class OnnxDynamicInt8Options(Int8Options):
+class OnnxDynamicInt8Options(Int8Options, AttentionFusion):
     per_channel: bool = True
     #: 7-bit weights: avoids u8s8 saturation on CPUs without VNNI / Arm dot products
     reduce_range: bool = False
     weight_type: Literal["int8", "uint8"] = "int8"
-    fuse_attention: bool = True
     #: SmoothQuant migration strength (formats/onnx/smooth.py); unset: off
     smooth_alpha: float | None = field(default=None, metadata={CHECK: between(0.0, 1.0)})
 
@@ -93,6 +107,9 @@ class TfliteDynamicInt8Options(Int8Options):
 
 @dataclass(frozen=True)
 class TfliteFullInt8Options(RecipeOptions):
+    """Integer activations for NPU delegates. Not rescuable (no ``keep_float``): a float op breaks the
+    integer graph these recipes exist for, and their error is in the activations, not single weights."""
+
     calibration_samples: int = field(default=CALIBRATION_SAMPLES, metadata={CHECK: at_least(1)})
 
 
@@ -123,6 +140,67 @@ class TfliteOptions:
 
 
 @dataclass(frozen=True)
+class RecipeKind:
+    """One recipe kind of one format; everything that treats kinds differently asks this, not a list of names."""
+
+    name: str
+    format: str
+    #: its typed options: what a ``[FORMAT.recipe.NAME]`` table may hold
+    options: type[RecipeOptions]
+    #: ``module:function`` of the host-side producer, imported lazily: it writes the kind's model file from
+    #: the format's fp32 model and returns the settings used (the manifest's ``recipe.settings``)
+    producer: str
+    #: the probe peak bench's roofline compares it with: "int8" where the matrix products run on integers
+    #: (int8 weights with int8 or int16 activations), else "fp32" (fp16 and weight-only int8 weights are
+    #: widened to fp32 at load on a CPU)
+    precision: Literal["fp32", "int8"] = "fp32"
+    #: integer activations between input and output, for NPU delegates: quantized from the integer-friendly
+    #: export, and the float ops left in the written file are recorded
+    full_integer: bool = False
+
+    @property
+    def rescuable(self) -> bool:
+        """Accuracy rescue may keep single nodes float: the options class has ``rescue`` and ``keep_float``."""
+        return issubclass(self.options, Int8Options)
+
+    def load_producer(self) -> Callable[..., dict[str, Any]]:
+        """The producer function; importing it loads the format's toolchain (host side only)."""
+        module, _, function = self.producer.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+_ONNX = "edge_bert.formats.onnx.quantize"
+_TFLITE = "edge_bert.formats.tflite.quantize"
+
+#: every recipe kind, registered once (a profile's ``[FORMAT]`` table lists them in this order)
+KINDS: tuple[RecipeKind, ...] = (
+    RecipeKind("fp32", "onnx", OnnxFloatOptions, f"{_ONNX}:fp32"),
+    RecipeKind("fp16", "onnx", OnnxFloatOptions, f"{_ONNX}:fp16"),
+    RecipeKind("dynamic-int8", "onnx", OnnxDynamicInt8Options, f"{_ONNX}:dynamic_int8", precision="int8"),
+    RecipeKind("static-int8", "onnx", OnnxStaticInt8Options, f"{_ONNX}:static_int8", precision="int8"),
+    RecipeKind("fp32", "tflite", RecipeOptions, f"{_TFLITE}:fp32"),
+    RecipeKind("fp16", "tflite", RecipeOptions, f"{_TFLITE}:fp16"),
+    RecipeKind("dynamic-int8", "tflite", TfliteDynamicInt8Options, f"{_TFLITE}:dynamic_int8", precision="int8"),
+    RecipeKind("weight-only-int8", "tflite", Int8Options, f"{_TFLITE}:weight_only_int8"),
+    RecipeKind(
+        "full-int8", "tflite", TfliteFullInt8Options, f"{_TFLITE}:full_int8", precision="int8", full_integer=True
+    ),
+    RecipeKind(
+        "full-int16x8",
+        "tflite",
+        TfliteFullInt16x8Options,
+        f"{_TFLITE}:full_int16x8",
+        precision="int8",
+        full_integer=True,
+    ),
+)
+
+
+def _kinds(fmt: str) -> dict[str, RecipeKind]:
+    return {kind.name: kind for kind in KINDS if kind.format == fmt}
+
+
+@dataclass(frozen=True)
 class FormatDescriptor:
     name: str
     model_file: str
@@ -134,8 +212,8 @@ class FormatDescriptor:
     converter: str
     converter_extra: str
     options: type
-    #: recipe kind -> its options class
-    recipes: dict[str, type[RecipeOptions]]
+    #: its recipe kinds by name
+    recipes: dict[str, RecipeKind]
 
 
 FORMATS: dict[str, FormatDescriptor] = {
@@ -148,12 +226,7 @@ FORMATS: dict[str, FormatDescriptor] = {
         converter="edge_bert.formats.onnx.format:OnnxFormat",
         converter_extra="convert",
         options=OnnxOptions,
-        recipes={
-            "fp32": OnnxFloatOptions,
-            "fp16": OnnxFloatOptions,
-            "dynamic-int8": OnnxDynamicInt8Options,
-            "static-int8": OnnxStaticInt8Options,
-        },
+        recipes=_kinds("onnx"),
     ),
     "tflite": FormatDescriptor(
         name="tflite",
@@ -164,13 +237,6 @@ FORMATS: dict[str, FormatDescriptor] = {
         converter="edge_bert.formats.tflite.format:TfliteFormat",
         converter_extra="tflite",
         options=TfliteOptions,
-        recipes={
-            "fp32": RecipeOptions,
-            "fp16": RecipeOptions,
-            "dynamic-int8": TfliteDynamicInt8Options,
-            "weight-only-int8": Int8Options,
-            "full-int8": TfliteFullInt8Options,
-            "full-int16x8": TfliteFullInt16x8Options,
-        },
+        recipes=_kinds("tflite"),
     ),
 }

@@ -141,7 +141,7 @@ def _roofline(bundle: Any, peaks: dict | None) -> dict[str, Any]:
     flops = bundle.manifest.flops
     return {
         "flops_method": flops.method if flops else None,
-        "compared_with": precision_of(bundle.manifest.recipe.kind),
+        "compared_with": precision_of(bundle.manifest.format, bundle.manifest.recipe.kind),
         "peak": peaks,
     }
 
@@ -150,7 +150,7 @@ def _row_roofline(bundle: Any, row: dict[str, Any], peaks: dict | None) -> dict[
     """FLOPs at the padded length (what the model computes), achieved GFLOP/s and % of the matching peak."""
     flops = bundle.manifest.flops
     count = flops.per_seq_length.get(str(row["padded_to"])) if flops else None
-    peak = peaks[precision_of(bundle.manifest.recipe.kind)]["gflops_per_s"] if peaks else None
+    peak = peaks[precision_of(bundle.manifest.format, bundle.manifest.recipe.kind)]["gflops_per_s"] if peaks else None
     return achieved(count, row["p50_ms"], peak)
 
 

@@ -5,9 +5,9 @@ time, a multiply-add = 2 FLOPs); the device's peak is measured here, through the
 the same thread count as the bundle, on one BERT-sized GEMM - (128 x 384) . (384 x 1536), MiniLM's FFN
 up-projection at 128 tokens - in fp32 and in int8 (probe files shipped in edge_bert/data/probes, made
 by scripts/make_probes.py; they are package data, never read from a bundle). Achieved GFLOP/s =
-FLOPs / model p50; "% of peak" compares int8 recipes with the int8 peak and every other recipe with the
-fp32 one (fp16 and weight-only int8 weights are widened to fp32 at load on a CPU). Both the probe figure
-and the model's are medians.
+FLOPs / model p50; "% of peak" compares a recipe with the peak its kind's descriptor names
+(``RecipeKind.precision``: int8 where the matrix products run on integers, fp32 otherwise). Both the
+probe figure and the model's are medians.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from importlib import resources
 from typing import Any
 
 from edge_bert.backends.base import Backend
+from edge_bert.recipes import FORMATS
 
 #: the probe GEMM's shape: (M x K) . (K x N)
 M, K, N = 128, 384, 1536
 PROBE_FLOPS = 2 * M * K * N
-#: recipe kinds whose matrix products run in int8; every other kind is compared with the fp32 peak
-INT8_KINDS = frozenset({"dynamic-int8", "static-int8", "full-int8"})
 #: probe file per runtime and precision (edge_bert/data/probes)
 PROBE_FILES = {
     "onnxruntime": {"fp32": "gemm-fp32.onnx", "int8": "gemm-int8.onnx"},
@@ -59,9 +58,10 @@ def measure_peaks(backend: type[Backend], runtime: str, threads: int, warmup: in
     return {"gemm": f"({M}x{K}).({K}x{N})", "flops": PROBE_FLOPS, "threads": threads, "runs": runs, **peaks}
 
 
-def precision_of(recipe_kind: str) -> str:
-    """Which peak a recipe is compared with."""
-    return "int8" if recipe_kind in INT8_KINDS else "fp32"
+def precision_of(fmt: str, recipe_kind: str) -> str:
+    """Which peak a bundle of ``fmt``'s ``recipe_kind`` is compared with (fp32 for a kind this edge-bert lacks)."""
+    kind = FORMATS[fmt].recipes.get(recipe_kind)
+    return kind.precision if kind is not None else "fp32"
 
 
 def achieved(flops: int | None, p50_ms: float, peak_gflops: float | None) -> dict[str, float | None]:

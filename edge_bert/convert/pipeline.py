@@ -32,7 +32,7 @@ from edge_bert.convert.rescue import rescue
 from edge_bert.convert.tasks import build_graph, host_task
 from edge_bert.errors import ConversionError, EdgeBertError, InputError
 from edge_bert.evaldata import LabelledData
-from edge_bert.formats.base import ExportJob, ModelFormat, format_class, producible_formats
+from edge_bert.formats.base import ExportJob, ModelFormat, format_class
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile, load_profile
 from edge_bert.tasks import failed_gates
 from edge_bert.textdata import builtin_texts
@@ -108,7 +108,7 @@ def convert(
     profile = load_profile(target)
     out = Path(out_dir)
     check_writable_dir(out)
-    specs = _formats_to_produce(profile, formats, log)
+    specs = _formats_to_produce(profile, formats)
     if task is not None:
         host_task(task)
     builtin = texts is None and eval_data is None
@@ -192,21 +192,13 @@ def golden_sample(data: LabelledData, count: int = GOLDEN_FROM_EVAL) -> list[str
     return [data.texts[i] for i in rows]
 
 
-def _formats_to_produce(profile: TargetProfile, formats: list[str] | None, log: Log) -> list[FormatSpec]:
-    wanted = formats or list(profile.formats)
-    for fmt in wanted:
+def _formats_to_produce(profile: TargetProfile, formats: list[str] | None) -> list[FormatSpec]:
+    """The profile's formats, or those of them asked for (every format a profile may name is producible:
+    profiles name only formats in ``recipes.FORMATS``)."""
+    for fmt in formats or ():
         if fmt not in profile.formats:
             raise ConversionError(f"target {profile.name} names no {fmt!r} format; it has {list(profile.formats)}")
-    producible = producible_formats()
-    unavailable = [f for f in wanted if f not in producible]
-    if formats and unavailable:
-        raise ConversionError(f"this edge-bert cannot produce {unavailable} yet; it produces {list(producible)}")
-    for fmt in unavailable:
-        log(f"note: target {profile.name} asks for {fmt}, which this edge-bert cannot produce yet - skipped")
-    specs = [profile.formats[f] for f in wanted if f in producible]
-    if not specs:
-        raise ConversionError(f"target {profile.name} names no format this edge-bert can produce ({producible})")
-    return specs
+    return [profile.formats[f] for f in formats or profile.formats]
 
 
 def _recipes(spec: FormatSpec, names: list[str] | None) -> list[Recipe]:

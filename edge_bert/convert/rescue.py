@@ -23,6 +23,7 @@ from edge_bert.errors import EdgeBertError
 from edge_bert.formats.base import Log, ModelFormat
 from edge_bert.metrics import latency_stats
 from edge_bert.profiles import Recipe
+from edge_bert.recipes import Int8Options
 from edge_bert.session import make_feeds
 
 #: at most this many rounds (1, 2, 4, ... 2**(ROUNDS-1) nodes kept float)
@@ -64,7 +65,7 @@ def rescue(
     here; ``failed`` (those gates of the plain model) is recorded next to the cost, so the manifest
     says what the rescue bought (the rescued values are in its ``conversion_check``).
     """
-    if not getattr(recipe.options, "rescue", False):
+    if not (isinstance(recipe.options, Int8Options) and recipe.options.rescue):  # what RecipeKind.rescuable says
         return None
     start = time.perf_counter()
     plain = model_file.with_name(f"plain-{model_file.name}")

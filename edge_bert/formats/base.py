@@ -139,7 +139,3 @@ def format_class(name: str) -> type[ModelFormat]:
             f"run: pip install 'edge-bert[{descriptor.converter_extra}]'"
         ) from exc
     return getattr(module, class_name)
-
-
-def producible_formats() -> tuple[str, ...]:
-    return tuple(FORMATS)

@@ -13,15 +13,11 @@ from edge_bert.formats.onnx.mobile import write_ort
 from edge_bert.formats.onnx.quantize import optimize, produce
 from edge_bert.formats.onnx.sensitivity import rank_nodes
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
-from edge_bert.recipes import FORMATS
+from edge_bert.recipes import FORMATS, AttentionFusion
 from edge_bert.session import make_feeds
 
 #: fusions may reorder float sums; keep them only if the fused graph stays this close to PyTorch
 FUSION_ATOL = 10 * EXPORT_ATOL
-#: recipes that quantize to QDQ form, whose operator registry lacks onnxruntime's fused Attention
-QDQ_KINDS = ("static-int8",)
-#: recipes whose nodes can be kept float one by one (onnxruntime's nodes_to_exclude)
-RESCUABLE_KINDS = ("dynamic-int8", "static-int8")
 
 
 class OnnxFormat(ModelFormat):
@@ -73,8 +69,6 @@ class OnnxFormat(ModelFormat):
         return [make_feeds(ids, types, dtypes, self._static or len(ids)) for ids, types in self.job.calibration]
 
     def produce(self, recipe: Recipe, dst: Path) -> dict[str, Any]:
-        # QDQ (static) quantization has no Attention operator: start it from a graph whose attention
-        # stays unfused, or its attention weights would stay fp32 (66 MB instead of 23 MB for MiniLM)
         fuse_attention = self._fuses_attention(recipe)
         base, fusions = self._base(fuse_attention)
         settings = produce(recipe, base, dst, self._feeds())
@@ -82,11 +76,13 @@ class OnnxFormat(ModelFormat):
 
     @staticmethod
     def _fuses_attention(recipe: Recipe) -> bool:
-        """Attention is fused (QAttention in int8) unless the recipe is QDQ or says ``fuse_attention = false``."""
-        return recipe.kind not in QDQ_KINDS and getattr(recipe.options, "fuse_attention", True)
+        """Attention is fused (QAttention in int8) if the recipe's options allow it (``AttentionFusion``: not QDQ
+        static-int8) and it does not say ``fuse_attention = false``."""
+        return isinstance(recipe.options, AttentionFusion) and recipe.options.fuse_attention
 
     def sensitivity(self, recipe: Recipe, dst: Path) -> list[tuple[str, float, int]] | None:
-        if recipe.kind not in RESCUABLE_KINDS:
+        """Rescuable kinds (onnxruntime's nodes_to_exclude): their nodes can be kept float one by one."""
+        if not recipe.descriptor.rescuable:
             return None
         self.produce(recipe, dst)
         base, _ = self._base(self._fuses_attention(recipe))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,12 +148,12 @@ def _kept_float(recipe: Recipe) -> list[str]:
     return list(dict.fromkeys(recipe.options.keep_float))
 
 
-def _fp32(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
+def fp32(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
     shutil.copyfile(src, dst)
     return {}
 
 
-def _dynamic_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
+def dynamic_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
     options = recipe.options
     settings = {
         "per_channel": options.per_channel,
@@ -182,7 +181,7 @@ def _dynamic_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]
     return settings
 
 
-def _static_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
+def static_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
     options = recipe.options
     samples = calibration[: options.calibration_samples]
     settings = {
@@ -215,7 +214,7 @@ def _static_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds])
     return settings
 
 
-def _fp16(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
+def fp16(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
@@ -223,20 +222,14 @@ def _fp16(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dic
     return {"keep_io_types": True}
 
 
-RECIPES: dict[str, Callable[[Recipe, Path, Path, list[Feeds]], dict[str, Any]]] = {
-    "fp32": _fp32,
-    "dynamic-int8": _dynamic_int8,
-    "static-int8": _static_int8,
-    "fp16": _fp16,
-}
-
-
 def produce(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) -> dict[str, Any]:
-    """Write ``recipe``'s model made from the fp32 model ``src`` to ``dst``; returns the settings used."""
+    """Write ``recipe``'s model made from the fp32 model ``src`` to ``dst``; returns the settings used.
+
+    Its kind's producer (``RecipeKind.producer``: one of the functions above) does the work."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs a warning per fused tensor it skips
     try:
-        return RECIPES[recipe.kind](recipe, src, dst, calibration)
+        return recipe.descriptor.load_producer()(recipe, src, dst, calibration)
     finally:
         root.setLevel(level)

@@ -18,14 +18,10 @@ from edge_bert.formats.tflite.extras import (
     write_tokenizer_cases,
     write_vocab,
 )
-from edge_bert.formats.tflite.quantize import FULL_INTEGER, quantize
+from edge_bert.formats.tflite.quantize import quantize
 from edge_bert.formats.tflite.sensitivity import short_name
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
-from edge_bert.recipes import FORMATS
-
-#: recipes whose ops can be kept float one by one (LiteRT Quantizer recipe overrides). Not the full-integer
-#: kinds: a float op there breaks the integer graph they exist for, and their error is in activations
-RESCUABLE_KINDS = ("dynamic-int8", "weight-only-int8")
+from edge_bert.recipes import FORMATS, TfliteDynamicInt8Options
 
 
 class TfliteFormat(ModelFormat):
@@ -75,7 +71,7 @@ class TfliteFormat(ModelFormat):
 
     def _base_for(self, recipe: Recipe) -> Path:
         """The float model ``recipe`` quantizes: the full-integer kinds get LayerNorm as MUL (MulLayerNorm)."""
-        if recipe.kind not in FULL_INTEGER:
+        if not recipe.descriptor.full_integer:
             return self._base
         if self._integer_base is None:
             self._integer_base = self.job.work / "model_fp32_integer.tflite"
@@ -96,7 +92,8 @@ class TfliteFormat(ModelFormat):
         return settings
 
     def sensitivity(self, recipe: Recipe, dst: Path) -> list[tuple[str, float, int]] | None:
-        if recipe.kind not in RESCUABLE_KINDS:
+        """Rescuable kinds (LiteRT Quantizer recipe overrides): their ops can be kept float one by one."""
+        if not recipe.descriptor.rescuable:
             return None
         job, ranking = self.job, []
         quantize(
@@ -107,7 +104,9 @@ class TfliteFormat(ModelFormat):
 
     def float_scopes(self, recipe: Recipe) -> tuple[str, ...]:
         """Ops this task keeps float under ``recipe``: an embedding model's attention key/value projections."""
-        roles = getattr(recipe.options, "embedding_float", ()) if self.job.task.keeps_attention_float else ()
+        options = recipe.options
+        embedding = self.job.task.keeps_attention_float and isinstance(options, TfliteDynamicInt8Options)
+        roles = options.embedding_float if embedding else ()
         names = dict(zip(("query", "key", "value"), self.job.loaded.arch.qkv_projections, strict=True))
         return tuple(rf"\.Linear_{re.escape(names[role])};" for role in roles)
 

@@ -5,7 +5,7 @@ Every recipe keeps all ``seq_{L}`` signatures. Measured on all-MiniLM-L6-v2 (seq
 is 3.8x smaller and ~3x faster than fp32 through XNNPACK (cosine >= 0.998); fp16 and weight-only int8
 only shrink the file (weights are dequantized at load); full-int8 and full-int16x8 (int16 activations)
 are for NPUs: slower on CPUs (int16 kernels are mostly reference), and their manifest settings say
-which ops still compute in float. dynamic-int8 may round its weights by GPTQ first (tflite_gptq.py) and
+which ops still compute in float. dynamic-int8 may round its weights by GPTQ first (gptq.py) and
 keep ops the task needs float (``float_scopes``: an embedding model's key/value projections).
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +24,36 @@ from edge_bert.errors import ConversionError
 from edge_bert.formats.tflite.export import float_ops, operators
 from edge_bert.formats.tflite.sensitivity import SAMPLES, keep_float_regex, rank_ops
 from edge_bert.profiles import Recipe
-from edge_bert.recipes import CALIBRATION_SAMPLES
+from edge_bert.recipes import CALIBRATION_SAMPLES, Int8Options, TfliteDynamicInt8Options, TfliteFullInt8Options
 from edge_bert.session import make_feeds
 
 Calibration = list[tuple[np.ndarray, np.ndarray]]
 
-#: recipes with integer activations (for NPU delegates), and their activation bits
-FULL_INTEGER = {"full-int8": 8, "full-int16x8": 16}
 #: ops of edge-bert's own sentence-embedding head (mean pooling, L2 normalisation: tasks.py), kept float
 #: after the integer encoder. Quantized, the norm saturates at its calibrated range on unseen texts
 #: (measured: output norm 1.35, rel error 0.43 on MiniLM); float, it costs ~10 small ops per signature.
 FLOAT_HEAD = (r".*SentenceEmbeddingGraph_inner;\d+;$", r".*_sentence_embedding_output;$")
+
+
+@dataclass
+class Quantization:
+    """One recipe's model file to write from a fp32 ``src``: what every LiteRT producer is given."""
+
+    recipe: Recipe
+    src: Path
+    dst: Path
+    inputs: tuple[str, ...]
+    lengths: list[int]
+    calibration: Calibration
+    #: filled with the per-op ranking if a list (see ``quantize``)
+    sensitivity: list[tuple[str, float, int]] | None
+    #: calibration results by (kind, samples) and GPTQ Hessians for this ``src``
+    cache: dict[tuple[str, int], Any]
+    float_scopes: tuple[str, ...]
+
+    def float_regexes(self, keep_float: tuple[str, ...]) -> list[str]:
+        """The task's float ops, then the profile's and the rescue's (``keep_float`` tensors)."""
+        return [*self.float_scopes, *(keep_float_regex(tensor) for tensor in keep_float)]
 
 
 def quantize(
@@ -47,7 +67,8 @@ def quantize(
     calibrated: dict[tuple[str, int], Any] | None = None,
     float_scopes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Write ``recipe``'s model to ``dst`` from the fp32 ``src``; returns the settings used.
+    """Write ``recipe``'s model to ``dst`` from the fp32 ``src`` with its kind's producer (``RecipeKind.producer``:
+    one of the functions below); returns the settings used.
 
     ``float_scopes``: recipe regexes of ops the task keeps float (the format decides: embedding models'
     key/value projections, see ``TfliteDynamicInt8Options``).
@@ -55,90 +76,137 @@ def quantize(
     kept float) measured by the LiteRT Quantizer's validate on the calibration text, worst first.
     ``calibrated``: calibration results by (kind, samples) for this ``src``, reused when given.
     """
-    if recipe.kind == "fp32":
-        shutil.copyfile(src, dst)
-        return {"weights": "float32", "activations": "float32"}
+    cache = {} if calibrated is None else calibrated
+    job = Quantization(recipe, src, dst, inputs, lengths, calibration, sensitivity, cache, float_scopes)
+    return recipe.descriptor.load_producer()(job)
+
+
+def fp32(job: Quantization) -> dict[str, Any]:
+    shutil.copyfile(job.src, job.dst)
+    return {"weights": "float32", "activations": "float32"}
+
+
+def fp16(job: Quantization) -> dict[str, Any]:
+    from litert_quantizer import quantizer
+    from litert_quantizer.qtyping import TFLOperationName as Op
+
+    qt = quantizer.Quantizer(str(job.src))
+    qt.add_weight_only_config(regex=".*", operation_name=Op.ALL_SUPPORTED, num_bits=16, algorithm_key="float_casting")
+    return _run(job, qt, {"weights": "float16", "activations": "float32", "algorithm": "float_casting"})
+
+
+def weight_only_int8(job: Quantization) -> dict[str, Any]:
+    from litert_quantizer import quantizer
+    from litert_quantizer import recipe as recipes
+
+    options: Int8Options = job.recipe.options
+    qt = quantizer.Quantizer(str(job.src), recipes.weight_only_wi8_afp32())
+    settings = {"weights": "int8", "activations": "float32", "recipe": "weight_only_wi8_afp32"}
+    return _run(job, qt, settings, options.keep_float)
+
+
+def dynamic_int8(job: Quantization) -> dict[str, Any]:
+    """dynamic_wi8_afp32; with ``rounding = "gptq"`` the weights are GPTQ-rounded first, into a float copy
+    with int8-grid weights that is then quantized (and removed)."""
+    from litert_quantizer import quantizer
+    from litert_quantizer import recipe as recipes
+
+    options: TfliteDynamicInt8Options = job.recipe.options
+    samples, src, rounded = options.calibration_samples, job.src, None
+    settings: dict[str, Any] = {
+        "weights": "int8 per-channel",
+        "activations": "float32, int8 on the fly",
+        "recipe": "dynamic_wi8_afp32",
+    }
+    try:
+        if options.rounding == "gptq":
+            if not job.calibration:
+                raise ConversionError("gptq rounding needs calibration text; pass --calibration-data or golden texts")
+            src = rounded = job.dst.with_name(job.dst.name + ".gptq")
+            regexes = job.float_regexes(options.keep_float)
+            count, length = _gptq_round(
+                job.src, rounded, job.inputs, job.lengths, job.calibration[:samples], regexes, job.cache
+            )
+            settings |= {"rounding": "gptq", "gptq_weights": count, "gptq_signature": signature_name(length)}
+            settings["calibration_samples"] = min(samples, len(job.calibration))
+        qt = quantizer.Quantizer(str(src), recipes.dynamic_wi8_afp32())
+        return _run(job, qt, settings, options.keep_float, samples)
+    finally:
+        if rounded is not None:
+            rounded.unlink(missing_ok=True)
+
+
+def full_int8(job: Quantization) -> dict[str, Any]:
+    return _full_integer(job, 8)
+
+
+def full_int16x8(job: Quantization) -> dict[str, Any]:
+    return _full_integer(job, 16)
+
+
+def _full_integer(job: Quantization, bits: int) -> dict[str, Any]:
+    """static_wi8_ai8/ai16 for NPU delegates, then the claim a delegate relies on, read back from the written
+    file: which ops still compute in float."""
     from litert_quantizer import quantizer
     from litert_quantizer import recipe as recipes
     from litert_quantizer.qtyping import TFLOperationName as Op
 
-    settings: dict[str, Any]
-    samples = getattr(recipe.options, "calibration_samples", CALIBRATION_SAMPLES)
-    keep_float = list(getattr(recipe.options, "keep_float", ()))
-    float_regexes = [*float_scopes, *(keep_float_regex(tensor) for tensor in keep_float)]
-    cache = {} if calibrated is None else calibrated
-    fp32, rounded = src, None
-    if getattr(recipe.options, "rounding", "nearest") == "gptq":
-        if not calibration:
-            raise ConversionError("gptq rounding needs calibration text; pass --calibration-data or golden texts")
-        rounded = dst.with_name(dst.name + ".gptq")  # the float model with int8-grid weights, then quantized
-        rounded_count, length = _gptq_round(src, rounded, inputs, lengths, calibration[:samples], float_regexes, cache)
-        src = rounded
-    if recipe.kind == "fp16":
-        qt = quantizer.Quantizer(str(src))
-        qt.add_weight_only_config(
-            regex=".*", operation_name=Op.ALL_SUPPORTED, num_bits=16, algorithm_key="float_casting"
-        )
-        settings = {"weights": "float16", "activations": "float32", "algorithm": "float_casting"}
-    elif recipe.kind == "dynamic-int8":
-        qt = quantizer.Quantizer(str(src), recipes.dynamic_wi8_afp32())
-        settings = {
-            "weights": "int8 per-channel",
-            "activations": "float32, int8 on the fly",
-            "recipe": "dynamic_wi8_afp32",
-        }
-        if rounded is not None:
-            settings |= {"rounding": "gptq", "gptq_weights": rounded_count, "gptq_signature": signature_name(length)}
-            settings["calibration_samples"] = min(samples, len(calibration))
-    elif recipe.kind == "weight-only-int8":
-        qt = quantizer.Quantizer(str(src), recipes.weight_only_wi8_afp32())
-        settings = {"weights": "int8", "activations": "float32", "recipe": "weight_only_wi8_afp32"}
-    elif recipe.kind in FULL_INTEGER:
-        bits = FULL_INTEGER[recipe.kind]
-        qt = quantizer.Quantizer(str(src), recipes.static_wi8_ai16() if bits == 16 else recipes.static_wi8_ai8())
-        # the static recipes leave the vocabulary table float32 (most of the file) and quantize the
-        # outputs (apps would have to dequantize): embedding weight-only int8, outputs float
-        qt.add_weight_only_config(regex=".*", operation_name=Op.EMBEDDING_LOOKUP, num_bits=8)
-        qt.update_quantization_recipe(regex=".*", operation_name=Op.OUTPUT, algorithm_key="no_quantize")
-        for regex in FLOAT_HEAD:
-            qt.update_quantization_recipe(regex=regex, operation_name=Op.ALL_SUPPORTED, algorithm_key="no_quantize")
-        settings = {
-            "weights": "int8 per-channel",
-            "activations": f"int{bits} (calibrated{', symmetric' if bits == 16 else ''})",
-            "recipe": f"static_wi8_ai{bits} + int8 embedding + float outputs",
-            "calibration_samples": min(samples, len(calibration)),
-        }
-    else:
-        raise ConversionError(f"unknown tflite recipe kind {recipe.kind!r}")
-    for regex in float_regexes:  # the task's and the rescue's float ops (a later rule wins over the recipe's)
+    options: TfliteFullInt8Options = job.recipe.options
+    qt = quantizer.Quantizer(str(job.src), recipes.static_wi8_ai16() if bits == 16 else recipes.static_wi8_ai8())
+    # the static recipes leave the vocabulary table float32 (most of the file) and quantize the
+    # outputs (apps would have to dequantize): embedding weight-only int8, outputs float
+    qt.add_weight_only_config(regex=".*", operation_name=Op.EMBEDDING_LOOKUP, num_bits=8)
+    qt.update_quantization_recipe(regex=".*", operation_name=Op.OUTPUT, algorithm_key="no_quantize")
+    for regex in FLOAT_HEAD:
         qt.update_quantization_recipe(regex=regex, operation_name=Op.ALL_SUPPORTED, algorithm_key="no_quantize")
-    if float_scopes:
-        settings["float_scopes"] = list(float_scopes)
+    settings = {
+        "weights": "int8 per-channel",
+        "activations": f"int{bits} (calibrated{', symmetric' if bits == 16 else ''})",
+        "recipe": f"static_wi8_ai{bits} + int8 embedding + float outputs",
+        "calibration_samples": min(options.calibration_samples, len(job.calibration)),
+    }
+    settings = _run(job, qt, settings, samples=options.calibration_samples)
+    if repaired := repair_mask_scale(job.dst):
+        settings["attention_mask_rescaled"] = repaired
+    floats = float_ops(job.dst)
+    settings["integer_graph"] = not floats
+    settings["float_ops"] = floats  # op -> count over all signatures; {} = integer between I/O
+    return settings
+
+
+def _run(
+    job: Quantization,
+    qt: Any,
+    settings: dict[str, Any],
+    keep_float: tuple[str, ...] = (),
+    samples: int = CALIBRATION_SAMPLES,
+) -> dict[str, Any]:
+    """What every quantizing producer ends with: ops kept float, calibration (cached), the written file, and
+    the per-op ranking if asked for."""
+    from litert_quantizer.qtyping import TFLOperationName as Op
+
+    for regex in job.float_regexes(keep_float):  # the task's and the rescue's (a later rule wins over the recipe's)
+        qt.update_quantization_recipe(regex=regex, operation_name=Op.ALL_SUPPORTED, algorithm_key="no_quantize")
+    if job.float_scopes:
+        settings["float_scopes"] = list(job.float_scopes)
     if keep_float:
-        settings["keep_float"] = keep_float
-    if qt.need_calibration and not calibration:
-        raise ConversionError(f"{recipe.kind} needs calibration text; pass --calibration-data or golden texts")
+        settings["keep_float"] = list(keep_float)
+    if qt.need_calibration and not job.calibration:
+        raise ConversionError(f"{job.recipe.kind} needs calibration text; pass --calibration-data or golden texts")
     logging.disable(logging.WARNING)  # one root WARNING per shared buffer: noise for our users
     try:
         result = None
         if qt.need_calibration:
-            key = (recipe.kind, samples)
-            if key not in cache:  # a rescue retries the recipe with ops kept float: same statistics
-                cache[key] = qt.calibrate(calibration_data(inputs, lengths, calibration[:samples]), num_threads=2)
-            result = cache[key]
-        qt.quantize(result, enable_progress_report=False).export_model(str(dst), overwrite=True)
+            key = (job.recipe.kind, samples)
+            if key not in job.cache:  # a rescue retries the recipe with ops kept float: same statistics
+                data = calibration_data(job.inputs, job.lengths, job.calibration[:samples])
+                job.cache[key] = qt.calibrate(data, num_threads=2)
+            result = job.cache[key]
+        qt.quantize(result, enable_progress_report=False).export_model(str(job.dst), overwrite=True)
     finally:
         logging.disable(logging.NOTSET)
-        if rounded is not None:
-            rounded.unlink(missing_ok=True)
-    if recipe.kind in FULL_INTEGER:  # the claim an NPU delegate relies on, read back from the written file
-        if repaired := repair_mask_scale(dst):
-            settings["attention_mask_rescaled"] = repaired
-        floats = float_ops(dst)
-        settings["integer_graph"] = not floats
-        settings["float_ops"] = floats  # op -> count over all signatures; {} = integer between I/O
-    if sensitivity is not None:
-        sensitivity.extend(_rank(qt, fp32, inputs, lengths, calibration))
+    if job.sensitivity is not None:
+        job.sensitivity.extend(_rank(qt, job.src, job.inputs, job.lengths, job.calibration))
     return settings
 
 
