@@ -63,7 +63,7 @@ def world(tiny_models, tmp_path_factory) -> dict[str, str]:
 TRAIN = ["--data", "{train}", "--eval-data", "{dev}", "--epochs", "1"]
 #: (verb, expected exit code, arguments with {placeholders} from ``world``, whether it takes --json)
 TABLE = [
-    ("targets", 0, [], False),
+    ("targets", 0, [], True),
     ("inspect", 0, ["{fp32_bundle}"], True),
     ("inspect", 2, ["{missing}"], True),
     ("validate", 0, ["{fp32_bundle}"], True),
@@ -71,6 +71,7 @@ TABLE = [
     ("validate", 2, ["{missing}"], True),
     ("bench", 0, ["{fp32_bundle}", "--runs", "2", "--warmup", "0", "--seq-lengths", "16"], True),
     ("bench", 2, ["{fp32_bundle}", "--seq-lengths", "16,x"], True),
+    ("bench", 2, ["{fp32_bundle}", "--threads", "1", "--thread-sweep", "1,2"], True),
     ("convert", 0, ["{model}", "--target", "{fp32_profile}", "--out", "{tmp}/b", "--recipe", "fp32"], True),
     ("convert", 1, ["{model}", "--target", "{strict_profile}", "--out", "{tmp}/b"], True),
     ("convert", 2, ["{missing}", "--target", "{fp32_profile}", "--out", "{tmp}/b"], True),

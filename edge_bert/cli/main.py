@@ -56,8 +56,14 @@ app = typer.Typer(
 
 
 @app.command()
-def targets() -> None:
+def targets(json_out: JsonOpt = None) -> None:
     """List the built-in target profiles."""
+    from edge_bert.schema import to_plain
+
+    preflight(json_out)
+    write_json({"schema": "edge-bert/targets/v1", "targets": [to_plain(p) for p in list_profiles()]}, json_out)
+    if json_out == "-":
+        return
     table = Table(title="target profiles (targets/*.toml)")
     for column in ("name", "description", "formats", "recipes (first = default)", "shapes", "threads"):
         table.add_column(column)
@@ -221,6 +227,8 @@ def bench(
     lengths = csv_ints(seq_lengths)
     if threads and "," in threads:  # the old spelling of a sweep
         thread_sweep, threads = deprecated(thread_sweep, threads, "--threads 1,2,...", "--thread-sweep"), None
+    if threads and thread_sweep:
+        raise fail(InputError("--threads N runs one thread count, --thread-sweep several: give one of them"))
     counts = csv_ints(thread_sweep, "--thread-sweep") or csv_ints(threads, "--threads")
     run_bench = runner_for("bench", open_transport(device, remote_python), texts=texts)
     try:
