@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge_bert.evaldata import read_labelled
 from edge_bert.training.finetune import PRESETS, finetune, settings_for
+from edge_bert.training.setup import Job
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 #: task -> (training file, its split, evaluation file, its split)
@@ -27,12 +28,10 @@ def train(task: str, out: Path, data_dir: Path = DEFAULT_DATA_DIR, overwrite: bo
     """Fine-tune with the task's preset (``overrides``: FinetuneSettings fields, None = preset's)."""
     train_file, train_split, eval_file, eval_split = FILES[task]
     return finetune(
-        None,
+        Job(None, Path(out), overwrite),
         read_labelled(data_dir / train_file, split=train_split),
-        Path(out),
         settings_for(task, **overrides),
         read_labelled(data_dir / eval_file, split=eval_split),
-        overwrite=overwrite,
     )
 
 

@@ -20,6 +20,7 @@ from edge_bert.cli import app
 from edge_bert.evaldata import LabelledData, read_labelled
 from edge_bert.training.data import STAGING_SUFFIX
 from edge_bert.training.distill import DistillSettings, distill
+from edge_bert.training.setup import Job
 from edge_bert.training.student import build_student, distilbert_layer_map, tinybert_layer_map
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"labelled data not found at {SHARED_DATA}")
@@ -91,7 +92,9 @@ def test_distilbert_family_teacher(data_files, tmp_path: Path) -> None:
     torch.testing.assert_close(
         student.distilbert.transformer.layer[0].ffn.lin1.weight, model.distilbert.transformer.layer[0].ffn.lin1.weight
     )
-    summary = distill(str(teacher), read_labelled(data_files[0]), tmp_path / "s", DistillSettings(layers=1, epochs=1))
+    summary = distill(
+        Job(str(teacher), tmp_path / "s"), read_labelled(data_files[0]), DistillSettings(layers=1, epochs=1)
+    )
     assert transformers.AutoConfig.from_pretrained(tmp_path / "s").model_type == "distilbert"
     assert summary["recipe"] == "distilbert"
 
@@ -105,7 +108,7 @@ def test_distilbert_recipe_end_to_end(teacher: Path, data_files, tmp_path: Path)
     """Loss terms present and decreasing; a normal checkpoint that converts and validates on the data."""
     train, dev = (read_labelled(p) for p in data_files)
     out = tmp_path / "student"
-    summary = distill(str(teacher), train, out, DistillSettings(layers=2, epochs=4, lr=5e-4), dev)
+    summary = distill(Job(str(teacher), out), train, DistillSettings(layers=2, epochs=4, lr=5e-4), dev)
     epochs = history(out, "distill")
     assert len(epochs) == 4 and {"kd", "ce", "cos", "loss"} <= set(epochs[0])
     for term in ("kd", "cos", "loss"):
@@ -117,7 +120,7 @@ def test_distilbert_recipe_end_to_end(teacher: Path, data_files, tmp_path: Path)
     assert not (out.parent / (out.name + STAGING_SUFFIX)).exists()
     assert json.loads((out / "eval_summary.json").read_text())["recipe"] == "distilbert"
     # deterministic on a fixed seed: a second run gives the same weights
-    again = distill(str(teacher), train, tmp_path / "again", DistillSettings(layers=2, epochs=4, lr=5e-4), dev)
+    again = distill(Job(str(teacher), tmp_path / "again"), train, DistillSettings(layers=2, epochs=4, lr=5e-4), dev)
     assert again["loss_per_epoch"] == summary["loss_per_epoch"]
 
 
@@ -125,7 +128,7 @@ def test_tinybert_recipe_terms_decrease(teacher: Path, data_files, tmp_path: Pat
     train, dev = (read_labelled(p) for p in data_files)
     out = tmp_path / "tiny"
     summary = distill(
-        str(teacher), train, out, DistillSettings(layers=2, hidden_size=16, epochs=4, pred_epochs=3, lr=1e-3), dev
+        Job(str(teacher), out), train, DistillSettings(layers=2, hidden_size=16, epochs=4, pred_epochs=3, lr=1e-3), dev
     )
     assert summary["recipe"] == "tinybert" and summary["hidden_size"] == 16 and summary["layer_map"] == [2, 4]
     stage1, stage2 = history(out, "intermediate"), history(out, "prediction")
@@ -137,7 +140,7 @@ def test_tinybert_recipe_terms_decrease(teacher: Path, data_files, tmp_path: Pat
 
 def test_unlabelled_texts_distil_with_soft_targets_alone(teacher: Path, tmp_path: Path) -> None:
     texts = LabelledData([t for t, _ in sst2_dev(limit=96)], None, {"name": "texts"})
-    summary = distill(str(teacher), texts, tmp_path / "s", DistillSettings(layers=1, epochs=2, lr=5e-4))
+    summary = distill(Job(str(teacher), tmp_path / "s"), texts, DistillSettings(layers=1, epochs=2, lr=5e-4))
     terms = summary["loss_per_epoch"]["distill"]
     assert "ce" not in terms[0] and terms[-1]["kd"] < terms[0]["kd"]
     assert summary["gate"] is None and summary["passed"]
@@ -154,10 +157,10 @@ def test_resume_after_interruption_gives_the_same_model(teacher: Path, data_file
 
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        distill(str(teacher), train, out, settings, progress=interrupt)
+        distill(Job(str(teacher), out), train, settings, progress=interrupt)
     assert (tmp_path / ("resumed" + STAGING_SUFFIX) / "checkpoint" / "distill.pt").is_file() and not out.exists()
-    resumed = distill(str(teacher), train, out, settings)
-    clean = distill(str(teacher), train, tmp_path / "clean", settings)
+    resumed = distill(Job(str(teacher), out), train, settings)
+    clean = distill(Job(str(teacher), tmp_path / "clean"), train, settings)
     assert resumed["loss_per_epoch"] == clean["loss_per_epoch"]
     log = (out / "training_log.jsonl").read_text()
     assert '"event": "resumed"' in log
@@ -174,7 +177,9 @@ def test_embedding_teacher_and_convert(data_files, tmp_path: Path) -> None:
     teacher = save_teacher(tmp_path / "emb-teacher", task="feature-extraction")
     texts = LabelledData([t for t, _ in sst2_dev(limit=200)], None, {"name": "sst2"})
     out = tmp_path / "emb-student"
-    summary = distill(str(teacher), texts, out, DistillSettings(layers=2, epochs=3, lr=5e-4, min_neighbour_recall=0.0))
+    summary = distill(
+        Job(str(teacher), out), texts, DistillSettings(layers=2, epochs=3, lr=5e-4, min_neighbour_recall=0.0)
+    )
     assert summary["recipe"] == "embedding" and summary["gate"]["metric"] == "neighbour_recall"
     epochs = history(out, "distill")
     assert epochs[-1]["cos"] < epochs[0]["cos"]
@@ -313,8 +318,8 @@ def test_clinc150_three_layer_student_keeps_97_percent(tmp_path: Path) -> None:
 
     clinc = SHARED_DATA / "clinc150" / "data_full.json"
     train, test = read_labelled(clinc, split="train"), read_labelled(clinc, split="test")
-    finetune(None, train, tmp_path / "teacher", settings_for("clinc150"), test)
-    summary = distill(str(tmp_path / "teacher"), train, tmp_path / "student", DistillSettings(layers=3), test)
+    finetune(Job(None, tmp_path / "teacher"), train, settings_for("clinc150"), test)
+    summary = distill(Job(str(tmp_path / "teacher"), tmp_path / "student"), train, DistillSettings(layers=3), test)
     assert summary["eval"]["accuracy_pct_of_teacher"] >= 97.0, summary["eval"]
 
 

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_bert.cli import app
-from edge_bert.devices import emu_setup
+from edge_bert.devices import emu_setup, open_device
 from edge_bert.devices.dispatch import validate_on
 from edge_bert.validate import validate
 
@@ -91,7 +91,7 @@ def host_results(arm_bundles) -> dict[str, dict]:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("bundle_key", [f"{p}-{f}" for p in PROFILES for f in ("onnx", "tflite")])
 def test_bundle_validates_on_emulated_board(arm_bundles, host_results, bundle_key, device):
-    result = validate_on(device, arm_bundles[bundle_key])
+    result = validate_on(open_device(device), arm_bundles[bundle_key])
     host = host_results[bundle_key]
     assert result["passed"], result["gates"]
     assert result["emulated"] is True and result["device"]["kind"] == "emu" and result["device"]["id"] == device
@@ -110,7 +110,7 @@ def test_bundle_validates_on_emulated_board(arm_bundles, host_results, bundle_ke
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
 def test_android_bundle_on_emulated_phone_core(arm_bundles, host_results, fmt):
     """The phone big core: Armv9 with i8mm and SVE2, where onnxruntime and XNNPACK pick other int8 kernels."""
-    result = validate_on("emu:android-arm64", arm_bundles[f"android-{fmt}"])
+    result = validate_on(open_device("emu:android-arm64"), arm_bundles[f"android-{fmt}"])
     host = host_results[f"android-{fmt}"]
     assert result["passed"], result["gates"]
     assert {"asimddp", "i8mm", "sve2"} <= set(result["machine"]["isa_flags"])
@@ -135,16 +135,16 @@ def test_cli_marks_emulated_results_and_results_table(arm_bundles, host_results)
     # every timing column says "emulated" (the 80-column test terminal wraps the headers, so count the word)
     assert bench.output.count("emulated") >= 5
     assert json.loads(Path("reports/emu.bench.json").read_text())["emulated"] is True
-    table = runner.invoke(app, ["results", "reports", "--format", "json"])
+    table = runner.invoke(app, ["results", "reports", "--json", "-"])
     assert table.exit_code == 0, table.output
-    rows = {row["device"]: row for row in json.loads(table.stdout)}
+    rows = {row["device"]: row for row in json.loads(table.stdout)["rows"]}
     assert set(rows) == {"local", "emu:rpi4", "emu:rpi5"}
     same, total = map(int, rows["emu:rpi4"]["same_top1_as_host"].split("/"))
     ref = host_results["rpi5-tflite"]["predictions"]
     assert rows["emu:rpi4"]["emulated"] and total == len(ref["top1"])
     assert same >= sum(m >= CLEAR_MARGIN for m in ref["fp32_margin"])
     assert "p50_ms" not in rows["emu:rpi5"] and rows["emu:rpi5"]["emulated_p50_ms"]
-    markdown = runner.invoke(app, ["results", "reports", "--format", "markdown"])
+    markdown = runner.invoke(app, ["results", "reports", "--as", "markdown"])
     assert "emu:rpi4 (emulated)" in markdown.stdout and "| emulated |" in markdown.stdout
 
 
@@ -177,7 +177,7 @@ def minilm_bundles(userland, tmp_path_factory) -> list[Path]:
 def test_minilm_validates_on_emulated_board(minilm_bundles, device):
     for bundle in minilm_bundles:
         host = validate(bundle)
-        result = validate_on(device, bundle)
+        result = validate_on(open_device(device), bundle)
         assert result["passed"], result["gates"]
         assert abs(result["parity"]["mean_cosine"] - host["parity"]["mean_cosine"]) < 2e-3
         assert result["parity"]["worst_cosine"] >= 0.97

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from edge_bert.cli import app
 from edge_bert.evaldata import read_labelled
 from edge_bert.training import finetune as ft
+from edge_bert.training.setup import Job
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"evaluation data not found at {SHARED_DATA}")
 CLINC = SHARED_DATA / "clinc150" / "data_full.json"
@@ -108,7 +109,7 @@ def test_frozen_layers_leave_the_bottom_untouched_and_presets_name_labels(files,
     rows = sst2_dev(limit=96)
     numeric = tmp_path / "numeric.tsv"
     numeric.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
-    ft.finetune(str(base), read_labelled(numeric), tmp_path / "out", ft.settings_for("sst2"))
+    ft.finetune(Job(str(base), tmp_path / "out"), read_labelled(numeric), ft.settings_for("sst2"))
     before = transformers.BertForSequenceClassification.from_pretrained(base).state_dict()
     after = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "out")
     assert after.config.id2label == {0: "negative", 1: "positive"}
@@ -144,7 +145,7 @@ def test_unknown_preset_and_too_many_frozen_layers_are_exit_2(files, tmp_path: P
 def test_clinc150_preset_reaches_target(tmp_path: Path) -> None:
     train, test = read_labelled(CLINC, split="train"), read_labelled(CLINC, split="test")
     out = tmp_path / "model"
-    summary = ft.finetune(None, train, out, ft.settings_for("clinc150", seed=0), test)
+    summary = ft.finetune(Job(None, out), train, ft.settings_for("clinc150", seed=0), test)
     assert summary["eval"]["accuracy"] >= 0.94
     model = transformers.AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.num_labels == 150 and type(model).__name__ == "BertForSequenceClassification"

@@ -18,6 +18,7 @@ from conftest import SHARED_DATA, requires
 from edge_bert.convert.pipeline import convert
 from edge_bert.evaldata import read_labelled
 from edge_bert.training import finetune as ft
+from edge_bert.training.setup import Job
 from edge_bert.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,7 @@ def trained(request: pytest.FixtureRequest, task: str) -> tuple[Path, dict]:
     summary_file = out / "eval_summary.json"
     if not summary_file.is_file():
         train, evaluation = read_labelled(train_file, split=train_split), read_labelled(eval_file, split=eval_split)
-        ft.finetune(None, train, out, ft.settings_for(task, **overrides), evaluation, overwrite=True)
+        ft.finetune(Job(None, out, overwrite=True), train, ft.settings_for(task, **overrides), evaluation)
     summary = json.loads(summary_file.read_text())
     return out, {"accuracy": summary["eval"]["accuracy"]}
 

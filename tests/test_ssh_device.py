@@ -77,7 +77,7 @@ def test_validate_bench_and_check_over_ssh(sshd, bundle, tmp_path):
             "16,32",
             "--json",
             "bench.json",
-            "--threads",
+            "--thread-sweep",
             "1,2",
             "--sustained",
             "1",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from edge_bert.errors import EdgeBertError, InputError
@@ -17,6 +18,8 @@ from edge_bert.render.terminal import check_output_file, check_report_dir, err_c
 from edge_bert.render.terminal import console as stdout_console
 
 JsonOpt = Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to PATH ('-' = stdout).")]
+# One meaning per option name in every verb: --threads is the runtime's thread count (one int), --thread-sweep
+# a list of them (bench), --torch-threads the training threads; --format is the model format (onnx | tflite).
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="Runtime threads (default: the bundle's profile).")]
 TextColumnOpt = Annotated[Optional[str], typer.Option(help="Text column of the data (default: text, sentence, ...).")]
 LabelColumnOpt = Annotated[Optional[str], typer.Option(help="Label column of the data (default: label, intent, ...).")]
@@ -31,6 +34,21 @@ DeviceOpt = Annotated[
     str, typer.Option(help="Where to run: local | ssh://user@host[:port] | emu:rpi4|rpi5|android-arm64.")
 ]
 RemotePythonOpt = Annotated[str, typer.Option(help="ssh:// devices: the Python on the device that has edge-bert.")]
+
+
+def out_console(json_out: Optional[str]) -> Console:
+    """Where tables and progress go: stderr when stdout carries the JSON document (``--json -``)."""
+    return err_console if json_out == "-" else stdout_console
+
+
+def deprecated(new_value, old_value, old: str, new: str):
+    """An old option spelling kept for one release: it still works, with one line on stderr."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise fail(InputError(f"{old} is the deprecated spelling of {new}; give only {new}"))
+    err_console.print(f"warning: {old} is deprecated, use {new}", highlight=False, soft_wrap=True)
+    return old_value
 
 
 def fail(exc: Exception) -> typer.Exit:
@@ -69,6 +87,33 @@ def profile_gates(bundle: Path, profile: str):
     return spec.recipe(manifest.recipe.name).gates
 
 
+def open_transport(device: str, remote_python: str):  # -> devices.base.Transport | None
+    """The one transport a command uses for DEVICE (None: in this process); an unknown device exits 2."""
+    from edge_bert.devices import open_device
+    from edge_bert.devices.dispatch import is_local
+
+    if is_local(device):
+        return None
+    try:
+        return open_device(device, remote_python)
+    except EdgeBertError as exc:
+        raise fail(exc) from exc
+
+
+def runner_for(verb: str, transport, **typed):
+    """The local ``validate``/``bench`` (transport None), or the same on the transport's device; ``typed`` are
+    the CLI's values as typed (data location, profile, texts file) that the device's runner reads itself."""
+    from edge_bert.devices.dispatch import on_device
+
+    if transport is not None:
+        return on_device(verb, transport, **typed)
+    if verb == "validate":
+        from edge_bert.validate import validate as local
+    else:
+        from edge_bert.bench.protocol import bench as local
+    return local
+
+
 def read_data(location: Optional[str], text_column, label_column, split, limit):
     """Labelled data for convert --eval-data / validate --data (None when not asked for)."""
     if location is None:
@@ -85,7 +130,7 @@ def convert_and_show(model: Optional[str], target: str, out: Path, quiet: bool =
     """Run the converter and print its table (on stderr when stdout carries JSON)."""
     from edge_bert.textdata import read_texts
 
-    console = err_console if quiet else stdout_console
+    console = out_console("-" if quiet else None)
     try:
         from edge_bert.convert.pipeline import convert as run_convert
     except ImportError as exc:
@@ -126,6 +171,20 @@ def convert_and_show(model: Optional[str], target: str, out: Path, quiet: bool =
         if o.rescue:
             console.print(rescue_line(o.recipe, o.rescue), highlight=False)
     return outcomes
+
+
+def outcome_record(outcome) -> dict:  # convert.pipeline.RecipeOutcome
+    """One recipe's outcome as JSON (``convert --json`` and ``run --json``)."""
+    fields = ("format", "recipe", "required", "passed", "error", "model_bytes", "parity", "accuracy", "rescue")
+    record = {key: getattr(outcome, key) for key in fields}
+    return {**record, "bundle": str(outcome.bundle) if outcome.bundle else None}
+
+
+def convert_document(target: str, out: Path, outcomes: list) -> dict:
+    """``convert --json``: every recipe's outcome; passed when every required recipe was written."""
+    passed = all(o.passed for o in outcomes if o.required)
+    records = [outcome_record(o) for o in outcomes]
+    return {"schema": "edge-bert/convert/v1", "target": target, "out": str(out), "passed": passed, "recipes": records}
 
 
 def rescue_line(recipe: str, rescue: dict) -> str:

@@ -14,11 +14,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from edge_bert.cli.common import JsonOpt, deprecated, out_console, preflight
 from edge_bert.cli.common import fail as _fail
 from edge_bert.devices import DeviceError, open_device
-from edge_bert.devices.base import INSTALL_HINT
-from edge_bert.errors import EdgeBertError
-from edge_bert.render.terminal import console, machine_line
+from edge_bert.devices.base import INSTALL_HINT, Transport
+from edge_bert.errors import EdgeBertError, InputError
+from edge_bert.render.terminal import machine_line, write_json
 
 device_app = typer.Typer(no_args_is_help=True, help="Devices: prepare an emulated board, check what a device has.")
 DeviceArg = Annotated[str, typer.Argument(help="local | ssh://user@host[:port] | emu:rpi4|rpi5|android-arm64")]
@@ -26,10 +27,12 @@ RemotePythonOpt = Annotated[str, typer.Option(help="The Python on the device tha
 
 
 @device_app.command("setup")
-def device_setup(device: DeviceArg) -> None:
-    """Prepare an emulated board's arm64 userland once (cached under ~/.cache/edge-bert)."""
+def device_setup(device: DeviceArg, json_out: JsonOpt = None) -> None:
+    """Prepare an emulated board's arm64 userland once (cached under ~/.cache/edge-bert), then check it."""
     from edge_bert.devices.emu_setup import setup
 
+    preflight(json_out)
+    console = out_console(json_out)
     if not device.startswith("emu:"):
         message = (
             f"{device}: nothing to prepare here; on the device, install the runner: {INSTALL_HINT['onnx']} "
@@ -38,24 +41,35 @@ def device_setup(device: DeviceArg) -> None:
         console.print(escape(message), highlight=False)
         raise typer.Exit(0)
     try:
-        open_device(device)
+        transport = open_device(device)
         setup(log=lambda m: console.print(f"[dim]{escape(m)}[/dim]", highlight=False))
-        console.print(probe_table(device, _probe(device, "python3")))
+        info = _probe(transport)
     except DeviceError as exc:
         raise _fail(exc) from exc
+    _report(device, info, json_out)
 
 
-def _probe(device: str, remote_python: str) -> dict:
+def _probe(transport: Transport) -> dict:
     from edge_bert.devices import probe
 
-    transport = open_device(device, remote_python)
     done = transport.python_script(Path(probe.__file__).read_text(encoding="utf-8"))
     try:
         info = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, RecursionError, IndexError):
-        raise DeviceError(f"{device}: {transport.explain_failure(done)}") from None
+        raise DeviceError(f"{transport.id}: {transport.explain_failure(done)}") from None
     info["device"] = transport.describe()
     return info
+
+
+def _report(device: str, info: dict, json_out: Optional[str]) -> None:
+    """The probe as a table (stderr with ``--json -``) and as JSON: passed = it can run bundles."""
+    versions = info["versions"]
+    runtime = versions.get("onnxruntime") or versions.get("ai-edge-litert") or versions.get("tflite-runtime")
+    info["missing"] = [{"what": what, "install": command} for what, command in missing(info)]
+    document = {"schema": "edge-bert/device-check/v1", "passed": bool(versions.get("edge-bert") and runtime), **info}
+    out_console(json_out).print(probe_table(device, info))
+    write_json(document, json_out)
+    raise typer.Exit(0 if document["passed"] else 1)
 
 
 def missing(info: dict) -> list[tuple[str, str]]:
@@ -115,43 +129,42 @@ def probe_table(device: str, info: dict) -> Table:
 def device_check(
     device: DeviceArg,
     remote_python: RemotePythonOpt = "python3",
-    json_out: Annotated[
-        Optional[str], typer.Option("--json", help="Write the findings as JSON ('-' = stdout).")
-    ] = None,
+    json_out: JsonOpt = None,
 ) -> None:
     """What the device is (CPU, ISA flags, OS, Python, runtimes, free disk and memory) and what is missing.
     Exit 0 when it can run bundles (edge-bert + a runtime), 1 when something is missing, 2 when unreachable."""
-    from edge_bert.render.terminal import write_json
-
+    preflight(json_out)
     try:
-        info = _probe(device, remote_python)
+        info = _probe(open_device(device, remote_python))
     except DeviceError as exc:
         raise _fail(exc) from exc
-    gaps = missing(info)
-    info["missing"] = [{"what": what, "install": command} for what, command in gaps]
-    if json_out != "-":
-        console.print(probe_table(device, info))
-    write_json(info, json_out)
-    versions = info["versions"]
-    usable = versions.get("edge-bert") and (
-        versions.get("onnxruntime") or versions.get("ai-edge-litert") or versions.get("tflite-runtime")
-    )
-    raise typer.Exit(0 if usable else 1)
+    _report(device, info, json_out)
 
 
 def results(
     directory: Annotated[Path, typer.Argument(help="Directory searched (recursively) for result JSON files.")],
-    fmt: Annotated[str, typer.Option("--format", help="table | markdown | json")] = "table",
+    style: Annotated[str, typer.Option("--as", help="table | markdown")] = "table",
+    json_out: JsonOpt = None,
+    old_format: Annotated[
+        Optional[str], typer.Option("--format", hidden=True, help="Deprecated: --as / --json.")
+    ] = None,
 ) -> None:
     """Collect validate/bench results (any device) into one table: bundles × devices."""
     from edge_bert.render.results_table import collect, render
 
+    preflight(json_out)
+    if old_format is not None:
+        style = deprecated(None, old_format, "--format", "--json -" if old_format == "json" else "--as")
+    if style not in ("table", "markdown", "json"):  # json: only through the deprecated --format json
+        raise _fail(InputError(f"--as {style}: use table or markdown (or --json PATH for JSON)"))
     if not directory.is_dir():
         raise _fail(FileNotFoundError(f"{directory}: not a directory"))
     rows = collect(directory)
     if not rows:
         raise _fail(FileNotFoundError(f"{directory}: no edge-bert result files (*.json with an edge-bert schema)"))
-    render(rows, fmt)
+    if json_out != "-":
+        render(rows, style)
+    write_json({"schema": "edge-bert/results/v1", "directory": str(directory), "rows": rows}, json_out)
 
 
 def register(app: typer.Typer) -> None:
@@ -163,30 +176,32 @@ def auto_convert(device: str, remote_python: str, keep_candidates: bool) -> Call
     """``convert --recipe auto``: a drop-in for the CLI's ``_convert`` that converts every candidate recipe
     aside, lets the device pick one (convert/auto_recipe.py) and writes only that bundle to OUT."""
 
-    def run(model: Optional[str], target: str, out: Path, **options: Any) -> list:
+    def run(model: Optional[str], target: str, out: Path, quiet: bool = False, **options: Any) -> list:
         from edge_bert.cli.common import convert_and_show as _convert
         from edge_bert.convert import auto_recipe
 
+        console = out_console("-" if quiet else None)
         try:
-            auto_recipe.refuse_emulated(device)
+            transport = open_device(device, remote_python)
+            auto_recipe.refuse_emulated(transport)
             length, threads = auto_recipe.profile_bench(target)
         except EdgeBertError as exc:
             raise _fail(exc) from exc
         out.mkdir(parents=True, exist_ok=True)
         aside = out / "candidates" if keep_candidates else Path(tempfile.mkdtemp(prefix=".auto-", dir=out))
         try:
-            outcomes = _convert(model, target, aside, **{**options, "recipes": None})
+            outcomes = _convert(model, target, aside, quiet, **{**options, "recipes": None})
             candidates = auto_recipe.candidates_from(outcomes)
             log = lambda m: console.print(f"[dim]{escape(m)}[/dim]", highlight=False)  # noqa: E731
             for candidate in candidates:
                 if candidate.bundle is not None:
-                    auto_recipe.measure(device, remote_python, candidate, threads, log)
+                    auto_recipe.measure(transport, candidate, threads, log)
             winner = auto_recipe.choose(candidates, length)
             console.print(selection_table(device, candidates, length))
             if winner is None:
                 console.print(f"[red]no candidate passed its gates on {escape(device)}; nothing written[/red]")
                 return [o for o in outcomes if not o.passed] or [dataclasses.replace(outcomes[0], passed=False)]
-            record = auto_recipe.selection_record(device, candidates, length, threads)
+            record = auto_recipe.selection_record(transport, candidates, length, threads)
             final = auto_recipe.install(winner.bundle, out, record, bool(options.get("overwrite")))
         except EdgeBertError as exc:
             raise _fail(exc) from exc

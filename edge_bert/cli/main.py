@@ -9,7 +9,8 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from edge_bert.bench.thermal import board_lines, thread_sweep
+from edge_bert.bench.thermal import board_lines
+from edge_bert.bench.thermal import thread_sweep as sweep_threads
 from edge_bert.cli import device as cli_device
 from edge_bert.cli import run as cli_run
 from edge_bert.cli import train as cli_train
@@ -24,15 +25,18 @@ from edge_bert.cli.common import (
     TextColumnOpt,
     ThreadsOpt,
     convert_and_show,
+    convert_document,
     csv_ints,
+    deprecated,
     fail,
+    open_transport,
     preflight,
     profile_gates,
     read_data,
     rescue_line,
+    runner_for,
 )
 from edge_bert.cli.logs import quiet_verb, set_verbose
-from edge_bert.devices.dispatch import bench_on_device, is_local, validate_on_device
 from edge_bert.errors import EdgeBertError, InputError
 from edge_bert.profiles import list_profiles
 from edge_bert.render.escape import terminal
@@ -64,8 +68,14 @@ def _options(
 
 
 @app.command()
-def targets() -> None:
+def targets(json_out: JsonOpt = None) -> None:
     """List the built-in target profiles."""
+    from edge_bert.schema import to_plain
+
+    preflight(json_out)
+    write_json({"schema": "edge-bert/targets/v1", "targets": [to_plain(p) for p in list_profiles()]}, json_out)
+    if json_out == "-":
+        return
     table = Table(title="target profiles (targets/*.toml)")
     for column in ("name", "description", "formats", "recipes (first = default)", "shapes", "threads"):
         table.add_column(column)
@@ -119,10 +129,13 @@ def convert(
     keep_candidates: Annotated[
         bool, typer.Option(help="With --recipe auto: keep the losing bundles under OUT/candidates.")
     ] = False,
+    json_out: JsonOpt = None,
 ) -> None:
     """Export and quantize MODEL for a target; writes one verified bundle per recipe.
     --recipe auto: converts every recipe of the profile, validates and benches each on --device and
-    keeps the fastest that passes."""
+    keeps the fastest that passes. Exit 0 when every required recipe was written, 1 when one was refused
+    by its gate, 2 on unusable input."""
+    preflight(json_out)
     auto = recipe == ["auto"]
     outcomes = (cli_device.auto_convert(device, remote_python, keep_candidates) if auto else convert_and_show)(
         model,
@@ -141,9 +154,11 @@ def convert(
         overwrite=overwrite,
         allow_rescue=rescue,
         trust_remote_code=trust_remote_code,
+        quiet=json_out == "-",
     )
-    if not all(o.passed for o in outcomes if o.required):
-        raise typer.Exit(1)
+    document = convert_document(target, out, outcomes)
+    write_json(document, json_out)
+    raise typer.Exit(0 if document["passed"] else 1)
 
 
 @app.command()
@@ -168,18 +183,15 @@ def validate(
 ) -> None:
     """On the device: checksums, tokenizer, parity against the golden outputs and, with --data, task accuracy
     as % of fp32. Writes REPORT_DIR/BUNDLE.validate.{json,md}. Exit 0 pass, 1 fail, 2 unusable."""
-    from edge_bert.validate import validate as run_validate
-
     preflight(json_out, report_dir)
     labelled = read_data(data, text_column, label_column, split, limit)
+    typed = {"profile": profile, "data": data, "text_column": text_column, "label_column": label_column}
+    run_validate = runner_for("validate", open_transport(device, remote_python), **typed, split=split, limit=limit)
     try:
         gates = profile_gates(bundle, profile) if profile else None
         with Progress(console=console, transient=True, disable=json_out == "-" or not console.is_terminal) as progress:
             task = progress.add_task("evaluating", total=None)
-            on_device = validate_on_device(
-                device, remote_python, profile, data, text_column, label_column, split, limit
-            )
-            result = (run_validate if is_local(device) else on_device)(
+            result = run_validate(
                 bundle,
                 gates=gates,
                 threads=threads,
@@ -203,7 +215,10 @@ def bench(
     bundle: Path,
     json_out: JsonOpt = None,
     threads: Annotated[
-        Optional[str], typer.Option(help="Runtime threads (default: the profile's); a list such as 1,2,4 sweeps them.")
+        Optional[str], typer.Option(help="Runtime threads (default: the profile's). A list here is deprecated.")
+    ] = None,
+    thread_sweep: Annotated[
+        Optional[str], typer.Option(help="Bench once per thread count, e.g. 1,2,4; the fastest one's result wins.")
     ] = None,
     seq_lengths: Annotated[Optional[str], typer.Option(help="Comma-separated, e.g. 16,64,128.")] = None,
     runs: Annotated[Optional[int], typer.Option(help="Timed runs per length.")] = None,
@@ -219,17 +234,22 @@ def bench(
     ] = None,
 ) -> None:
     """On the device: cold load, first inference, warm p50/p90/p99, throughput, peak memory."""
-    from edge_bert.bench.protocol import bench as run_bench
     from edge_bert.textdata import read_texts
 
     preflight(json_out)
     lengths = csv_ints(seq_lengths)
+    if threads and "," in threads:  # the old spelling of a sweep
+        thread_sweep, threads = deprecated(thread_sweep, threads, "--threads 1,2,...", "--thread-sweep"), None
+    if threads and thread_sweep:
+        raise fail(InputError("--threads N runs one thread count, --thread-sweep several: give one of them"))
+    counts = csv_ints(thread_sweep, "--thread-sweep") or csv_ints(threads, "--threads")
+    run_bench = runner_for("bench", open_transport(device, remote_python), texts=texts)
     try:
         with Progress(console=console, transient=True, disable=json_out == "-" or not console.is_terminal) as progress:
             task = progress.add_task("bench", total=None)
-            result = thread_sweep(
-                run_bench if is_local(device) else bench_on_device(device, remote_python, texts),
-                csv_ints(threads, "--threads"),
+            result = sweep_threads(
+                run_bench,
+                counts,
                 bundle,
                 sustained=sustained,
                 seq_lengths=lengths,
@@ -259,8 +279,8 @@ def inspect(bundle: Path, json_out: JsonOpt = None) -> None:
     except EdgeBertError as exc:
         raise fail(exc) from exc
     m = opened.manifest
-    if json_out:
-        write_json(m.to_dict(), json_out)
+    if json_out:  # the checksums held: the manifest, as read
+        write_json({"schema": "edge-bert/inspect/v1", "bundle": opened.name, "manifest": m.to_dict()}, json_out)
         return
     table = Table(title=f"bundle {terminal(opened.name)}", show_header=False)
     model = m.model

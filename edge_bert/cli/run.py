@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,13 +19,17 @@ from edge_bert.cli.common import (
     convert_and_show,
     fail,
     fmt,
+    open_transport,
+    out_console,
+    outcome_record,
     preflight,
+    runner_for,
 )
 from edge_bert.cli.logs import quiet_verb
-from edge_bert.devices.dispatch import bench_on_device, emulated_note, is_local, validate_on_device
+from edge_bert.devices.dispatch import emulated_note
 from edge_bert.errors import EdgeBertError, InputError
 from edge_bert.profiles import load_profile
-from edge_bert.render.terminal import console, machine_line, write_json, write_reports
+from edge_bert.render.terminal import machine_line, write_json, write_reports
 
 
 def register(app: typer.Typer) -> None:
@@ -49,68 +55,75 @@ def run(
     """The whole chain: convert every recipe, validate and bench each bundle, print one table.
     Validate reports go to REPORT_DIR as with `edge-bert validate`. Exit 0 when every required recipe was
     written and validates, 1 when one was refused or fails, 2 on unusable input."""
-    from edge_bert.bench.protocol import bench as run_bench
-    from edge_bert.validate import validate as run_validate
-
-    if distill is not None:  # teacher -> student -> bundles of both, side by side (edge_bert/cli/train.py)
-        from edge_bert.cli.train import run_distill
-
-        if data is None:
-            raise fail(InputError("--distill needs --data (the texts to distil on)"))
-        run_distill(model, distill, data, target, out, runs, split, eval_data, eval_split, report_dir)
     preflight(json_out, report_dir)
     if runs < 1:
         raise fail(InputError(f"--runs must be at least 1, got {runs}"))
-    outcomes = convert_and_show(
-        model,
-        target,
-        out,
-        task=None,
-        formats=None,
-        recipes=None,
-        texts=None,
-        calibration_data=None,
-        eval_data=None,
-        max_length=None,
-        name=None,
-        revision=None,
-        normalize=None,
-        overwrite=True,
-        allow_rescue=True,
-        trust_remote_code=False,
-        quiet=json_out == "-",
-    )
-    written = [o for o in outcomes if o.passed]
-    results = []
-    try:
-        for outcome in written:
-            _status(json_out, f"validate + bench {outcome.bundle.name}")
-            check = (run_validate if is_local(device) else validate_on_device(device, remote_python))(outcome.bundle)
-            write_reports(check, report_dir)
-            timing = run_bench if is_local(device) else bench_on_device(device, remote_python)
-            results.append((check, timing(outcome.bundle, runs=runs, warmup=5)))
-    except EdgeBertError as exc:
-        raise fail(exc) from exc
+    if distill is not None and data is None:
+        raise fail(InputError("--distill needs --data (the texts to distil on)"))
+    transport = open_transport(device, remote_python)  # one transport: validate and bench, every bundle
+    # run --distill validates on --eval-data: a device reads it from the file as typed
+    typed = {"data": eval_data, "split": eval_split} if distill is not None else {}
+    validate = runner_for("validate", transport, **typed)
+    chain = Chain(target, out, runs, report_dir, json_out, validate, runner_for("bench", transport))
+    if distill is not None:  # teacher -> student -> bundles of both, side by side (edge_bert/cli/train.py)
+        from edge_bert.cli.train import DistillRun, run_distill
+
+        run_distill(DistillRun(model, distill, data, split, eval_data, eval_split), chain)
+    outcomes = chain.convert(model)
+    results = chain.check([o.bundle for o in outcomes if o.passed])
     passed = bool(results) and all(o.passed for o in outcomes if o.required) and all(c["passed"] for c, _ in results)
-    write_json(_run_document(target, outcomes, results, passed), json_out)
+    write_json(run_document(target, outcomes, results, passed), json_out)
     if results and json_out != "-":
-        console.print(_run_table(target, results))
+        out_console(json_out).print(_run_table(target, results))
     raise typer.Exit(0 if passed else 1)
 
 
-def _status(json_out: Optional[str], message: str) -> None:
-    if json_out != "-":
-        console.print(f"[dim]{message}[/dim]", highlight=False)
+@dataclass(frozen=True)
+class Chain:
+    """What ``run`` and ``run --distill`` share: where bundles and reports go, the output, and validate and
+    bench (in this process or on the device, through one transport)."""
+
+    target: str
+    out: Path
+    runs: int
+    report_dir: Path
+    json_out: Optional[str]
+    validate: Callable[..., dict]
+    bench: Callable[..., dict]
+
+    def convert(self, model: Optional[str], name: Optional[str] = None, eval_data=None) -> list:
+        """Every recipe of the target, overwriting earlier bundles of the same name."""
+        options = dict.fromkeys(("task", "formats", "recipes", "texts", "calibration_data", "max_length"))
+        options.update(revision=None, normalize=None, overwrite=True, allow_rescue=True, trust_remote_code=False)
+        quiet = self.json_out == "-"
+        return convert_and_show(model, self.target, self.out, quiet, name=name, eval_data=eval_data, **options)
+
+    def check(self, bundles: list[Path], labelled=None) -> list[tuple[dict, dict]]:
+        """Validate (on ``labelled`` rows, if any; reports to REPORT_DIR) and bench each bundle."""
+        results = []
+        try:
+            for bundle in bundles:
+                out_console(self.json_out).print(f"[dim]validate + bench {bundle.name}[/dim]", highlight=False)
+                check = self.validate(bundle, data=labelled)
+                write_reports(check, self.report_dir)
+                results.append((check, self.bench(bundle, runs=self.runs, warmup=5)))
+        except EdgeBertError as exc:
+            raise fail(exc) from exc
+        return results
 
 
-def _run_document(target: str, outcomes: list, results: list, passed: bool) -> dict:
-    refused = [
-        {"format": o.format, "recipe": o.recipe, "required": o.required, "reason": o.error}
-        for o in outcomes
-        if not o.passed
-    ]
+def run_document(target: str, outcomes: list, results: list, passed: bool, **extra) -> dict:
+    """``run --json``: each written bundle's validate and bench documents, and the recipes refused."""
+    refused = [outcome_record(o) for o in outcomes if not o.passed]
     bundles = [{"validate": check, "bench": timing} for check, timing in results]
-    return {"schema": "edge-bert/run/v1", "target": target, "passed": passed, "bundles": bundles, "refused": refused}
+    return {
+        "schema": "edge-bert/run/v1",
+        "target": target,
+        "passed": passed,
+        "bundles": bundles,
+        "refused": refused,
+        **extra,
+    }
 
 
 def _run_table(target: str, results: list) -> Table:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_bert.devices import DeviceError, open_device
+from edge_bert.devices import DeviceError
+from edge_bert.devices.base import Transport
 from edge_bert.devices.dispatch import bench_on, validate_on
 
 RULE = (
@@ -84,22 +85,24 @@ def choose(candidates: list[Candidate], length: int) -> Candidate | None:
     return winner
 
 
-def measure(device: str, remote_python: str, candidate: Candidate, threads: list[int], log: Callable) -> None:
+def measure(transport: Transport, candidate: Candidate, threads: list[int], log: Callable) -> None:
     """Validate on the device; if it passes, bench it once per thread count (each a fresh runner process)."""
     assert candidate.bundle is not None
-    check = validate_on(device, candidate.bundle, remote_python)
+    check = validate_on(transport, candidate.bundle)
     candidate.device_gates, candidate.passed = check["gates"], bool(check["passed"])
     if not candidate.passed:
         return
     for count in threads:
-        log(f"bench {candidate.label} on {device}, {count} thread(s)")
-        result = bench_on(device, candidate.bundle, remote_python, threads=count)
+        log(f"bench {candidate.label} on {transport.id}, {count} thread(s)")
+        result = bench_on(transport, candidate.bundle, threads=count)
         candidate.p50_ms[count] = {row["seq_length"]: row["p50_ms"] for row in result["latency"]}
 
 
-def selection_record(device: str, candidates: list[Candidate], length: int, threads: list[int]) -> dict[str, Any]:
+def selection_record(
+    transport: Transport, candidates: list[Candidate], length: int, threads: list[int]
+) -> dict[str, Any]:
     return {
-        "device": open_device(device).describe(),
+        "device": transport.describe(),
         "rule": RULE,
         "seq_length": length,
         "threads_tried": threads,
@@ -158,8 +161,9 @@ def profile_bench(target: str) -> tuple[int, list[int]]:
     return max(bench.seq_lengths), sorted({1, int(bench.threads)})
 
 
-def refuse_emulated(device: str) -> None:
-    if open_device(device).emulated:
+def refuse_emulated(transport: Transport) -> None:
+    if transport.emulated:
+        device = transport.id
         raise DeviceError(
             f"{device}: an emulated board's timings are qemu's, not the device's, so it cannot decide on speed. "
             f"Run --recipe auto with --device local or ssh://user@host, then check the chosen bundle with "

@@ -3,6 +3,10 @@
 The result that comes back is the same document a local run produces (plus the device fields), so the
 CLI shows, writes and gates it with the same code and exit codes. Local files named by options
 (labelled data, a profile .toml, bench texts) are copied to the device first.
+
+One transport is opened per command (``open_device``) and passed along; ``RUNNER_OPTIONS`` is the one
+place that says how each keyword of the local function reaches the runner on the device, so an option
+added to validate or bench but not here is an error, never silently dropped.
 """
 
 from __future__ import annotations
@@ -12,18 +16,54 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edge_bert.devices import open_device
 from edge_bert.devices.base import Transport
+
+#: per verb, each keyword the local function takes -> how it reaches the device: a runner option name (sent
+#: as ``--name value``), or CARRIED when the CLI's value as typed goes instead (a profile name for ``gates``,
+#: the data location for the labelled rows, the texts file for the texts read from it; the progress callback
+#: has no remote counterpart)
+CARRIED = None
+RUNNER_OPTIONS: dict[str, dict[str, str | None]] = {
+    "validate": {
+        "threads": "threads",
+        "profile": "profile",
+        "data": "data",
+        "text_column": "text_column",
+        "label_column": "label_column",
+        "split": "split",
+        "limit": "limit",
+        "gates": CARRIED,
+        "progress": CARRIED,
+    },
+    "bench": {
+        "threads": "threads",
+        "seq_lengths": "seq_lengths",
+        "runs": "runs",
+        "warmup": "warmup",
+        "sustained": "sustained",
+        "texts": "texts",
+        "progress": CARRIED,
+    },
+}
 
 
 def is_local(device: str | None) -> bool:
     return device in (None, "", "local")
 
 
-def _options(transport: Transport, options: dict[str, Any]) -> list[str]:
-    """``--name value`` pairs for the runner on the device; values that are local files are copied there."""
+def runner_flags(verb: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``--name value`` pairs for ``verb``'s runner; an option RUNNER_OPTIONS does not know is a TypeError."""
+    known = RUNNER_OPTIONS[verb]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(f"{verb} on a device: unknown option(s) {', '.join(unknown)}; add them to RUNNER_OPTIONS")
+    return {f"--{known[k].replace('_', '-')}": v for k, v in options.items() if known[k] is not CARRIED}
+
+
+def _argv(transport: Transport, flags: dict[str, Any]) -> list[str]:
+    """The flags as argv for the device; values that are local files are copied there."""
     argv: list[str] = []
-    for flag, value in options.items():
+    for flag, value in flags.items():
         if value is None:
             continue
         if isinstance(value, Path) or (isinstance(value, str) and Path(value).is_file()):
@@ -34,77 +74,32 @@ def _options(transport: Transport, options: dict[str, Any]) -> list[str]:
     return argv
 
 
-def validate_on(device: str, bundle: Path, remote_python: str = "python3", **options: Any) -> dict[str, Any]:
-    """``edge-bert validate`` on DEVICE; options by runner flag name without dashes (threads, data, ...)."""
-    transport = open_device(device, remote_python)
+def validate_on(transport: Transport, bundle: Path, **options: Any) -> dict[str, Any]:
+    """``edge-bert validate`` on the device; options by runner option name (threads, data, ...)."""
+    flags = runner_flags("validate", options)
     remote = transport.put(Path(bundle))
-    flags = {f"--{k.replace('_', '-')}": v for k, v in options.items()}
     with tempfile.TemporaryDirectory(prefix="edge-bert-reports-") as scratch:
         # the device writes its own copy of the reports somewhere harmless; the host writes the real ones
         reports = str(PurePosixPath(remote).parent.parent / "reports") if transport.kind == "ssh" else scratch
-        return transport.run_runner(["validate", remote, "--report-dir", reports, *_options(transport, flags)])
+        return transport.run_runner(["validate", remote, "--report-dir", reports, *_argv(transport, flags)])
 
 
-def bench_on(device: str, bundle: Path, remote_python: str = "python3", **options: Any) -> dict[str, Any]:
-    """``edge-bert bench`` on DEVICE; emulated results are marked so no table shows them as device latency."""
-    transport = open_device(device, remote_python)
+def bench_on(transport: Transport, bundle: Path, **options: Any) -> dict[str, Any]:
+    """``edge-bert bench`` on the device; emulated results are marked so no table shows them as device latency."""
+    flags = runner_flags("bench", options)
     remote = transport.put(Path(bundle))
-    flags = {f"--{k.replace('_', '-')}": v for k, v in options.items()}
-    return transport.run_runner(["bench", remote, *_options(transport, flags)])
+    return transport.run_runner(["bench", remote, *_argv(transport, flags)])
 
 
-def validate_on_device(
-    device: str,
-    remote_python: str = "python3",
-    profile: str | None = None,
-    data: str | None = None,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    split: str | None = None,
-    limit: int | None = None,
-) -> Callable[..., dict[str, Any]]:
-    """A drop-in for ``validate.validate`` that runs on DEVICE (the CLI's option values, as typed, go along)."""
+def on_device(verb: str, transport: Transport, **typed: Any) -> Callable[..., dict[str, Any]]:
+    """A drop-in for the local ``validate.validate`` / ``bench.bench`` that runs on the device. ``typed``
+    are the CLI's option values as the user typed them (a data location, a profile name, a texts file);
+    they go along on every call, and call-time keywords are mapped by RUNNER_OPTIONS."""
+    runner_flags(verb, typed)  # an unknown option fails here, before any work
+    run_on = {"validate": validate_on, "bench": bench_on}[verb]
 
-    def run(bundle: Path, threads: int | None = None, **_ignored: Any) -> dict[str, Any]:
-        return validate_on(
-            device,
-            bundle,
-            remote_python,
-            threads=threads,
-            profile=profile,
-            data=data,
-            text_column=text_column,
-            label_column=label_column,
-            split=split,
-            limit=limit,
-        )
-
-    return run
-
-
-def bench_on_device(device: str, remote_python: str = "python3", texts: Path | None = None) -> Callable[..., dict]:
-    """A drop-in for ``bench.bench`` that runs on DEVICE."""
-
-    def run(
-        bundle: Path,
-        threads: int | None = None,
-        seq_lengths: tuple[int, ...] | None = None,
-        runs: int | None = None,
-        warmup: int | None = None,
-        sustained: float | None = None,
-        **_ignored: Any,
-    ) -> dict[str, Any]:
-        return bench_on(
-            device,
-            bundle,
-            remote_python,
-            threads=threads,
-            seq_lengths=seq_lengths,
-            runs=runs,
-            warmup=warmup,
-            texts=texts,
-            sustained=sustained,
-        )
+    def run(bundle: Path, **options: Any) -> dict[str, Any]:
+        return run_on(transport, bundle, **{**options, **{k: v for k, v in typed.items() if v is not None}})
 
     return run
 

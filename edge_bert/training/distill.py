@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,20 +38,15 @@ from edge_bert.training.data import (
     encode,
     finish,
     length_batches,
-    load_config,
-    load_pretrained,
-    load_tokenizer,
     mean_pool,
     pad,
     predict_logits,
-    resolve_source,
-    seed_everything,
-    staging_dir,
     subsample,
 )
 from edge_bert.training.finetune import classification_summary, fingerprint
 from edge_bert.training.loop import LoopSettings, Progress, train_loop
 from edge_bert.training.losses import QueryKeyTap, masked_mse, soft_cross_entropy, soft_kl
+from edge_bert.training.setup import Job, start
 from edge_bert.training.student import build_student, check_student, dims, principal_projection
 
 RECIPES = ("auto", "distilbert", "tinybert", "embedding")
@@ -137,29 +133,21 @@ def teacher_cache(teacher: nn.Module, ids: list[torch.Tensor], kind: str, normal
 
 
 def distill(
-    teacher_source: str | None,
+    job: Job,
     train: LabelledData,
-    out: Path,
     settings: DistillSettings,
     eval_data: LabelledData | None = None,
-    overwrite: bool = False,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Distil the teacher into a ``settings.layers``-layer student; save it to ``out``; return the summary."""
-    start = time.time()
-    source = resolve_source(teacher_source)
-    config = load_config(source, revision, trust_remote_code)
+    """Distil ``job.source`` (the teacher) into a ``settings.layers``-layer student saved to ``job.out``."""
+    start_time = time.time()
+    started = start(job, settings.seed, settings.threads)  # refuses a bad source or an existing OUT
+    source, config = started.source, started.config
     task = infer_task(getattr(config, "architectures", None))
     recipe = resolve_recipe(settings.recipe, task, config, settings.hidden_size)
     check_student(config, settings.layers, settings.hidden_size, recipe)
-    if out.exists() and not overwrite:
-        staging_dir(out, overwrite)  # the one clear error, before anything loads
-    seed_everything(settings.seed, settings.threads)
-    teacher = load_pretrained(host_task(task).auto_class, source, revision, trust_remote_code).eval()
-    teacher.requires_grad_(False)
-    tokenizer = load_tokenizer(source, revision, trust_remote_code)
+    teacher, tokenizer = started.load(host_task(task).auto_class)
+    teacher.eval().requires_grad_(False)
     train = subsample(train, settings.max_train, settings.seed)
     labels = [str(teacher.config.id2label[i]) for i in range(teacher.config.num_labels)] if task.labelled else None
     data = encode(tokenizer, train, None, settings.max_length)
@@ -173,7 +161,7 @@ def distill(
     tiny = recipe == "tinybert"
     defaults = {"lr": 5e-4 if tiny else 1e-4, "temperature": 1.0 if tiny else 2.0}
     settings = replace(settings, **{k: v for k, v in defaults.items() if getattr(settings, k) is None})
-    stage = staging_dir(out, overwrite)
+    stage = started.stage()
     cache = teacher_cache(teacher, data.ids, recipe, normalize)
     student, mapping = build_student(teacher, settings.layers, settings.hidden_size, recipe)
     key = fingerprint(asdict(settings), recipe, source, train.texts, train.labels)
@@ -181,7 +169,49 @@ def distill(
     lengths = [len(x) for x in data.ids]
     student.get_input_embeddings().weight.requires_grad_(not settings.freeze_word_embeddings)
     groups = [{"params": trainable(student), "lr": settings.lr}]
-    s = settings
+    history: dict[str, list[dict[str, float]]] = {}
+    if recipe == "tinybert":
+        history.update(_tinybert(teacher, student, mapping, data, cache, settings, stage, key, progress))
+    else:
+        step = _step(recipe, student, data, cache, settings)
+        history["distill"] = train_loop(
+            "distill", {"student": student}, groups, step, lengths, loop, stage, key, progress
+        )
+    summary: dict[str, Any] = {
+        "command": "distill",
+        "recipe": recipe,
+        "teacher": source,
+        "layers": settings.layers,
+        "hidden_size": dims(student.config)[1],
+        "layer_map": mapping,
+        "train_rows": len(train),
+        "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
+        "student_parameters": sum(p.numel() for p in student.parameters()),
+        "settings": asdict(settings),
+        "loss_per_epoch": {
+            name: [{k: round(v, 5) for k, v in h.items()} for h in rows] for name, rows in history.items()
+        },
+    }
+    summary.update(
+        _evaluate(teacher, student, tokenizer, train, eval_data, labels, recipe, pooling, normalize, settings)
+    )
+    summary["seconds"] = round(time.time() - start_time, 1)
+    finish(
+        stage if recipe != "embedding" else _with_st_files(stage, Path(source)),
+        job.out,
+        student,
+        tokenizer,
+        source,
+        summary,
+    )
+    summary["out"] = str(job.out)
+    return summary
+
+
+def _step(
+    recipe: str, student: nn.Module, data: Encoded, cache: dict[str, list], s: DistillSettings
+) -> Callable[[np.ndarray], dict[str, torch.Tensor]]:
+    """The training step of the single-stage recipes (distilbert, embedding) against the cached teacher."""
 
     def batch_inputs(batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         tokens, mask = pad([data.ids[i] for i in batch])
@@ -214,41 +244,7 @@ def distill(
         terms["loss"] = terms["cos"] + terms["mse"]
         return terms
 
-    history: dict[str, list[dict[str, float]]] = {}
-    if recipe == "tinybert":
-        history.update(_tinybert(teacher, student, mapping, data, cache, s, stage, key, progress))
-    else:
-        step = distilbert_step if recipe == "distilbert" else embedding_step
-        history["distill"] = train_loop(
-            "distill", {"student": student}, groups, step, lengths, loop, stage, key, progress
-        )
-    summary: dict[str, Any] = {
-        "command": "distill",
-        "recipe": recipe,
-        "teacher": source,
-        "layers": settings.layers,
-        "hidden_size": dims(student.config)[1],
-        "layer_map": mapping,
-        "train_rows": len(train),
-        "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
-        "student_parameters": sum(p.numel() for p in student.parameters()),
-        "settings": asdict(settings),
-        "loss_per_epoch": {
-            name: [{k: round(v, 5) for k, v in h.items()} for h in rows] for name, rows in history.items()
-        },
-    }
-    summary.update(_evaluate(teacher, student, tokenizer, train, eval_data, labels, recipe, pooling, normalize, s))
-    summary["seconds"] = round(time.time() - start, 1)
-    finish(
-        stage if recipe != "embedding" else _with_st_files(stage, Path(source)),
-        out,
-        student,
-        tokenizer,
-        source,
-        summary,
-    )
-    summary["out"] = str(out)
-    return summary
+    return distilbert_step if recipe == "distilbert" else embedding_step
 
 
 def _tinybert(

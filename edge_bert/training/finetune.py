@@ -13,8 +13,7 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -27,22 +26,9 @@ from edge_bert.convert.tasks import HOST
 from edge_bert.errors import InputError
 from edge_bert.evaldata import LabelledData
 from edge_bert.tasks import ClassificationTask
-from edge_bert.training.data import (
-    encode,
-    finish,
-    label_names,
-    length_batches,
-    load_config,
-    load_pretrained,
-    load_tokenizer,
-    pad,
-    predict_logits,
-    resolve_source,
-    seed_everything,
-    staging_dir,
-    subsample,
-)
+from edge_bert.training.data import encode, finish, label_names, length_batches, pad, predict_logits, subsample
 from edge_bert.training.loop import LoopSettings, Progress, train_loop
+from edge_bert.training.setup import Job, start, with_options
 
 
 @dataclass(frozen=True)
@@ -59,15 +45,23 @@ class FinetuneSettings:
     seed: int = 0
     threads: int = 1  # measured: 1 torch thread beat 2 on a busy 2-core box
     label_names: tuple[str, ...] | None = None  # names for integer labels 0..n-1 (SST-2's 0/1)
+    min_accuracy: float | None = None  # gate on --eval-data accuracy (exit 1 below it); None = not gated
 
 
 # Presets measured on the 2-core box with the MiniLM base (seed 0; F = frozen layers, E = epochs):
 # CLINC150 test: F5E3 0.937, F3E2 0.942, F4E3 0.948, F4E4 0.952 (chosen), F3E3 0.959 (~1.9x time).
 # SST-2 dev, 20k random subsample: F4E2 0.857, F3E1 0.870 (chosen), F2E1 0.875 (~1.6x); 40k F3E1 0.868.
+# Each preset's gate sits about one point below what it measured, so a regression in training fails it.
 PRESETS: dict[str, FinetuneSettings] = {
-    "clinc150": FinetuneSettings(epochs=4, frozen_layers=4, lr=2e-4, head_lr=2e-3),
+    "clinc150": FinetuneSettings(epochs=4, frozen_layers=4, lr=2e-4, head_lr=2e-3, min_accuracy=0.94),
     "sst2": FinetuneSettings(
-        epochs=1, max_train=20000, frozen_layers=3, lr=2e-4, head_lr=2e-3, label_names=("negative", "positive")
+        epochs=1,
+        max_train=20000,
+        frozen_layers=3,
+        lr=2e-4,
+        head_lr=2e-3,
+        label_names=("negative", "positive"),
+        min_accuracy=0.86,
     ),
 }
 
@@ -76,8 +70,7 @@ def settings_for(preset: str | None, **overrides: Any) -> FinetuneSettings:
     """A preset (or the defaults) with the options the user gave (None = keep)."""
     if preset is not None and preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
-    base = PRESETS[preset] if preset else FinetuneSettings()
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return with_options(PRESETS[preset] if preset else FinetuneSettings(), **overrides)
 
 
 def encoder_layers(model: nn.Module) -> list[nn.Module]:
@@ -154,20 +147,16 @@ def fingerprint(*parts: Any) -> str:
 
 
 def finetune(
-    base: str | None,
+    job: Job,
     train: LabelledData,
-    out: Path,
     settings: FinetuneSettings,
     eval_data: LabelledData | None = None,
-    overwrite: bool = False,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``base`` on ``train``, evaluate on ``eval_data``, save to ``out``; return the summary."""
-    start = time.time()
-    source = resolve_source(base)
-    config = load_config(source, revision, trust_remote_code)
+    """Fine-tune ``job.source`` on ``train``, evaluate (and gate) on ``eval_data``, save to ``job.out``."""
+    start_time = time.time()
+    started = start(job, settings.seed, settings.threads)
+    source, config = started.source, started.config
     train = subsample(train, settings.max_train, settings.seed)
     labels = label_names(train, eval_data)
     names = (
@@ -181,18 +170,13 @@ def finetune(
             f"--frozen-layers {settings.frozen_layers}: needs a BERT-type base with at least that many "
             f"layers ({source} is {config.model_type} with {layers})"
         )
-    stage = staging_dir(out, overwrite)
-    seed_everything(settings.seed, settings.threads)
-    model = load_pretrained(
+    stage = started.stage()
+    model, tokenizer = started.load(
         HOST[ClassificationTask.name].auto_class,
-        source,
-        revision,
-        trust_remote_code,
         id2label=dict(enumerate(names)),
         label2id={n: i for i, n in enumerate(names)},
         ignore_mismatched_sizes=True,
     )
-    tokenizer = load_tokenizer(source, revision, trust_remote_code)
     data = encode(tokenizer, train, labels, settings.max_length)
     frozen = settings.frozen_layers
     inputs = cache_frozen(model, data.ids, frozen) if frozen else data.ids
@@ -233,7 +217,19 @@ def finetune(
             "rows": len(eval_data),
             **classification_summary(predict_logits(model, evaluated.ids), evaluated.targets),
         }
-    summary["seconds"] = round(time.time() - start, 1)
-    finish(stage, out, model, tokenizer, source, summary)
-    summary["out"] = str(out)
+    summary.update(accuracy_gate(summary.get("eval"), settings.min_accuracy))
+    summary["seconds"] = round(time.time() - start_time, 1)
+    finish(stage, job.out, model, tokenizer, source, summary)
+    summary["out"] = str(job.out)
     return summary
+
+
+def accuracy_gate(evaluated: dict[str, Any] | None, threshold: float | None) -> dict[str, Any]:
+    """The verdict: eval accuracy against ``min_accuracy``; without either nothing is gated (passed)."""
+    if threshold is None:
+        return {"gate": None, "passed": True}
+    if evaluated is None:
+        return {"gate": None, "passed": True, "note": "no labelled --eval-data: accuracy not measured, nothing gated"}
+    value = evaluated["accuracy"]
+    gate = {"metric": "accuracy", "threshold": threshold, "value": value, "pass": value >= threshold}
+    return {"gate": gate, "passed": gate["pass"]}

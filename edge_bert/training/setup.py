@@ -1,0 +1,68 @@
+"""What ``finetune`` and ``distill`` share before training: the job (model in, directory out) and one setup.
+
+A job is built by the CLI (or a script) and handed to the library function with that command's settings;
+``start`` resolves the source, reads and checks its config, refuses an existing OUT before anything loads,
+and fixes the seed and thread count, in that order for both commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edge_bert.training.data import (
+    load_config,
+    load_pretrained,
+    load_tokenizer,
+    resolve_source,
+    seed_everything,
+    staging_dir,
+)
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Job:
+    """Where a training run reads its model and writes its result."""
+
+    source: str | None  # hub id or save_pretrained dir; None = the embedded all-MiniLM-L6-v2
+    out: Path
+    overwrite: bool = False
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class Started:
+    """A job whose source resolved and whose config passed the architecture registry."""
+
+    job: Job
+    source: str
+    config: Any
+
+    def load(self, auto_class: str, **kwargs: Any) -> tuple[Any, Any]:
+        """(model, tokenizer) of the source, e.g. ``AutoModelForSequenceClassification``."""
+        job = self.job
+        model = load_pretrained(auto_class, self.source, job.revision, job.trust_remote_code, **kwargs)
+        return model, load_tokenizer(self.source, job.revision, job.trust_remote_code)
+
+    def stage(self) -> Path:
+        """``OUT.partial``, where the run writes (and resumes) until it is complete."""
+        return staging_dir(self.job.out, self.job.overwrite)
+
+
+def start(job: Job, seed: int, threads: int) -> Started:
+    """Resolve, read the config, refuse an existing OUT (the one clear error, before anything loads), seed."""
+    source = resolve_source(job.source)
+    config = load_config(source, job.revision, job.trust_remote_code)
+    if job.out.exists() and not job.overwrite:
+        staging_dir(job.out, job.overwrite)
+    seed_everything(seed, threads)
+    return Started(job, source, config)
+
+
+def with_options(settings: S, **options: Any) -> S:
+    """``settings`` with the options the user gave (None = keep the setting)."""
+    return replace(settings, **{k: v for k, v in options.items() if v is not None})
