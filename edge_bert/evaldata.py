@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge_bert.errors import InputError
+from edge_bert.limits import check_option
 
 #: column names tried, in order, when the user names none
 TEXT_COLUMNS = ("text", "sentence", "utterance", "query", "question", "content")
@@ -47,8 +48,7 @@ def read_labelled(
     Every row is kept or refused out loud: a row without text is skipped and counted (``source``'s
     ``empty_rows``), a null text or label is an error naming the row, and bytes that are not UTF-8 are
     an error naming the offset."""
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be at least 1 (the number of rows to use), got {limit}")
+    check_option("--limit", limit)
     path = Path(location)
     if path.is_file():
         readers = {".tsv": _read_tsv, ".csv": _read_csv, ".jsonl": _read_jsonl, ".json": _read_json, ".txt": _read_txt}

@@ -59,3 +59,34 @@ ENV = {
     "text": "EDGE_BERT_MAX_TEXT_MB",
     "total": "EDGE_BERT_MAX_BUNDLE_MB",
 }
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+#: one rule per numeric option name, in every verb and on every device: (lowest, highest, what it is).
+#: The upper bounds stop a typo from hanging or exhausting the machine (``--runs 1000000000000000`` tried to
+#: allocate its timing buffer; ``--threads 10000`` started 10,000 threads on 2 cores, load average 551).
+OPTION_BOUNDS: dict[str, tuple[float, float, str]] = {
+    "--threads": (1, 0, "runtime threads"),  # 0: at most 4 x this machine's CPUs, worked out when checked
+    "--runs": (1, 1_000_000, "timed runs per length"),
+    "--warmup": (0, 100_000, "untimed runs per length"),
+    "--sustained": (0, 86_400, "seconds of sustained running"),
+    "--seq-lengths": (2, 8192, "tokens"),
+    "--limit": (1, 100_000_000, "rows to use"),
+}
+
+
+def check_option(name: str, value: float | None) -> None:
+    """Refuse a numeric option outside its rule in OPTION_BOUNDS (one line naming the option and the range)."""
+    if value is None:
+        return
+    low, high, what = OPTION_BOUNDS[name]
+    high = high or 4 * _cpus()
+    if not low <= value <= high:
+        raise InputError(f"{name} must be between {_number(low)} and {_number(high)} ({what}), got {_number(value)}")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e18 else f"{value:g}"

@@ -19,6 +19,7 @@ from edge_bert.accuracy import text_key
 from edge_bert.bundle import Bundle, open_bundle
 from edge_bert.errors import BundleError
 from edge_bert.evaldata import LabelledData
+from edge_bert.limits import check_option
 from edge_bert.profiles import Gates
 from edge_bert.results import result_header
 from edge_bert.session import BundleSession
@@ -43,6 +44,7 @@ def validate(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Validate a bundle (and its task accuracy on ``data``); returns the result document."""
+    check_option("--threads", threads)
     bundle = open_bundle(path)
     gates = gates or bundle_gates(bundle)
     task = TASKS[bundle.task]

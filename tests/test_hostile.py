@@ -419,3 +419,31 @@ def test_non_finite_gate_is_refused_when_read(bundle, value):
     (bundle / "manifest.json").write_text(text)
     result = runner.invoke(app, ["validate", str(bundle), "--report-dir", str(bundle.parent / "r")])
     _assert_refused(result, "min_cosine: expected a finite number")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--runs", "1000000000000000"], "--runs must be between 1 and 1000000"),
+        (["--threads", "10000"], "--threads must be between 1 and"),
+        (["--warmup", "-1"], "--warmup must be between 0 and"),
+        (["--sustained", "1e9"], "--sustained must be between 0 and 86400"),
+        (["--seq-lengths", "100000"], "--seq-lengths must be between 2 and 8192"),
+    ],
+)
+def test_numeric_options_are_bounded(pristine, argv, expected):
+    result = runner.invoke(app, ["bench", str(pristine), *argv])
+    _assert_refused(result, expected)
+
+
+def test_a_column_name_is_never_taken_for_a_file(sshd, pristine, tmp_path, monkeypatch):
+    """--text-column text beside a local file called ``text``: the name goes to the device, the file stays here."""
+    monkeypatch.chdir(tmp_path)
+    Path("text").write_bytes(b"TOP-SECRET-COLUMN-FILE")
+    Path("data.csv").write_text("text,label\na fine film,positive\na dull film,negative\n", encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(pristine), "--device", sshd.url, "--remote-python", PYTHON,
+                                 "--data", "data.csv", "--text-column", "text", "--report-dir", "r"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (report,) = Path("r").glob("*.validate.json")
+    assert json.loads(report.read_text())["accuracy"]["rows"] == 2  # the column was read as a column
+    assert not any(b"TOP-SECRET" in data for data in _device_files(sshd).values())

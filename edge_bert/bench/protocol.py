@@ -22,6 +22,7 @@ from edge_bert.bench.thermal import snapshot, sustained_run
 from edge_bert.bundle import open_bundle
 from edge_bert.errors import InputError
 from edge_bert.fingerprint import current_rss_mib, peak_rss_mib
+from edge_bert.limits import check_option
 from edge_bert.metrics import latency_stats
 from edge_bert.results import result_header
 from edge_bert.session import BundleSession, Encoded, TextEncoder
@@ -48,6 +49,7 @@ def bench(
     rss_before = current_rss_mib()
     board_before = snapshot()
     check_settings(threads, seq_lengths, warmup, runs)
+    check_option("--sustained", sustained)
     bundle = open_bundle(path)
     settings = bundle.profile.bench
     threads = threads or settings.threads
@@ -157,16 +159,13 @@ def _row_roofline(bundle: Any, row: dict[str, Any], peaks: dict | None) -> dict[
 def check_settings(
     threads: int | None, seq_lengths: tuple[int, ...] | None, warmup: int | None, runs: int | None
 ) -> None:
-    """Reject impossible settings before anything is loaded (a negative length once ran as "seq -5")."""
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be at least 1, got {threads}")
-    if runs is not None and runs < 1:
-        raise InputError(f"--runs must be at least 1, got {runs}")
-    if warmup is not None and warmup < 0:
-        raise InputError(f"--warmup must be 0 or more, got {warmup}")
+    """Reject impossible settings before anything is loaded (a negative length once ran as "seq -5"), by the
+    one rule each option name has in every verb (limits.OPTION_BOUNDS)."""
+    check_option("--threads", threads)
+    check_option("--runs", runs)
+    check_option("--warmup", warmup)
     for length in seq_lengths or ():
-        if length < 2:
-            raise InputError(f"--seq-lengths: {length} is not a sequence length (each must be at least 2 tokens)")
+        check_option("--seq-lengths", length)
 
 
 def text_of_exact_length(encoder: TextEncoder, corpus: list[str], length: int) -> str:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from edge_bert.errors import EdgeBertError, InputError
 from edge_bert.profiles import load_profile
+from edge_bert.render.escape import terminal
 from edge_bert.render.terminal import check_output_file, check_report_dir, err_console, gate_label, print_error
 from edge_bert.render.terminal import console as stdout_console
 
@@ -142,11 +143,11 @@ def convert_and_show(model: Optional[str], target: str, out: Path, quiet: bool =
                 options[key] = read_texts(options[key])
         options["calibration_texts"] = options.pop("calibration_data")
         outcomes = run_convert(
-            model, target, out, log=lambda m: console.print(f"[dim]{m}[/dim]", highlight=False), **options
+            model, target, out, log=lambda m: console.print(f"[dim]{terminal(m)}[/dim]", highlight=False), **options
         )
     except EdgeBertError as exc:
         raise fail(exc) from exc
-    table = Table(title=f"convert → {out}")
+    table = Table(title=f"convert → {terminal(out)}")
     columns = ["format", "recipe", "model MB", "mean cosine", "worst cosine", "top-1"]
     with_accuracy = any(o.accuracy for o in outcomes)
     columns += ["accuracy", "% of fp32"] if with_accuracy else []
@@ -163,13 +164,15 @@ def convert_and_show(model: Optional[str], target: str, out: Path, quiet: bool =
             fmt(p.get("worst_cosine")),
             fmt(p.get("top1_agreement")),
             *(task_cells if with_accuracy else []),
-            "[green]written[/green]" if o.passed else ("[red]" if o.required else "[yellow]attempt: ") + o.error,
-            str(o.bundle or "-"),
+            "[green]written[/green]"
+            if o.passed
+            else ("[red]" if o.required else "[yellow]attempt: ") + terminal(o.error),
+            terminal(o.bundle or "-"),
         )
     console.print(table)
     for o in outcomes:
         if o.rescue:
-            console.print(rescue_line(o.recipe, o.rescue), highlight=False)
+            console.print(terminal(rescue_line(o.recipe, o.rescue)), highlight=False)
     return outcomes
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from edge_bert.cli.common import JsonOpt, deprecated, out_console, preflight
@@ -19,6 +18,7 @@ from edge_bert.cli.common import fail as _fail
 from edge_bert.devices import DeviceError, open_device
 from edge_bert.devices.base import INSTALL_HINT, Transport
 from edge_bert.errors import EdgeBertError, InputError
+from edge_bert.render.escape import terminal
 from edge_bert.render.terminal import machine_line, write_json
 
 device_app = typer.Typer(no_args_is_help=True, help="Devices: prepare an emulated board, check what a device has.")
@@ -38,11 +38,11 @@ def device_setup(device: DeviceArg, json_out: JsonOpt = None) -> None:
             f"{device}: nothing to prepare here; on the device, install the runner: {INSTALL_HINT['onnx']} "
             f"or {INSTALL_HINT['tflite']}, then `edge-bert device check {device}`"
         )
-        console.print(escape(message), highlight=False)
+        console.print(terminal(message), highlight=False)
         raise typer.Exit(0)
     try:
         transport = open_device(device)
-        setup(log=lambda m: console.print(f"[dim]{escape(m)}[/dim]", highlight=False))
+        setup(log=lambda m: console.print(f"[dim]{terminal(m)}[/dim]", highlight=False))
         info = _probe(transport)
     except DeviceError as exc:
         raise _fail(exc) from exc
@@ -121,7 +121,7 @@ def probe_table(device: str, info: dict) -> Table:
     for gap, command in missing(info):
         rows[f"missing: {gap}"] = command
     for key, value in rows.items():
-        table.add_row(escape(key), value if "[red]" in value else escape(value))
+        table.add_row(terminal(key), value if "[red]" in value else terminal(value))
     return table
 
 
@@ -192,14 +192,14 @@ def auto_convert(device: str, remote_python: str, keep_candidates: bool) -> Call
         try:
             outcomes = _convert(model, target, aside, quiet, **{**options, "recipes": None})
             candidates = auto_recipe.candidates_from(outcomes)
-            log = lambda m: console.print(f"[dim]{escape(m)}[/dim]", highlight=False)  # noqa: E731
+            log = lambda m: console.print(f"[dim]{terminal(m)}[/dim]", highlight=False)  # noqa: E731
             for candidate in candidates:
                 if candidate.bundle is not None:
                     auto_recipe.measure(transport, candidate, threads, log)
             winner = auto_recipe.choose(candidates, length)
             console.print(selection_table(device, candidates, length))
             if winner is None:
-                console.print(f"[red]no candidate passed its gates on {escape(device)}; nothing written[/red]")
+                console.print(f"[red]no candidate passed its gates on {terminal(device)}; nothing written[/red]")
                 return [o for o in outcomes if not o.passed] or [dataclasses.replace(outcomes[0], passed=False)]
             record = auto_recipe.selection_record(transport, candidates, length, threads)
             final = auto_recipe.install(winner.bundle, out, record, bool(options.get("overwrite")))
@@ -208,7 +208,7 @@ def auto_convert(device: str, remote_python: str, keep_candidates: bool) -> Call
         finally:
             if not keep_candidates:
                 shutil.rmtree(aside, ignore_errors=True)
-        console.print(f"{escape(winner.label)} chosen on {escape(device)}: {escape(str(final))}", highlight=False)
+        console.print(f"{terminal(winner.label)} chosen on {terminal(device)}: {terminal(str(final))}", highlight=False)
         chosen = next(o for o in outcomes if o.format == winner.format and o.recipe == winner.recipe)
         return [dataclasses.replace(chosen, bundle=final)]
 
@@ -217,12 +217,12 @@ def auto_convert(device: str, remote_python: str, keep_candidates: bool) -> Call
 
 def selection_table(device: str, candidates: list, length: int) -> Table:
     threads = sorted({t for c in candidates for t in c.p50_ms})
-    table = Table(title=f"--recipe auto on {device}: p50 ms at {length} tokens")
+    table = Table(title=f"--recipe auto on {terminal(device)}: p50 ms at {length} tokens")
     for column in ["format", "recipe", "gates on device", *[f"{t} thread(s)" for t in threads], "verdict"]:
         table.add_column(column)
     for c in candidates:
         gates = "-" if c.device_gates is None else ("pass" if c.passed else "[red]fail[/red]")
         cells = [f"{c.p50_ms[t][length]:.2f}" if length in c.p50_ms.get(t, {}) else "-" for t in threads]
-        verdict = f"[green]{escape(c.reason)}[/green]" if c.chosen else escape(c.reason)
-        table.add_row(c.format, c.recipe, gates, *cells, verdict)
+        verdict = f"[green]{terminal(c.reason)}[/green]" if c.chosen else terminal(c.reason)
+        table.add_row(terminal(c.format), terminal(c.recipe), gates, *cells, verdict)
     return table

@@ -70,10 +70,9 @@ def _options(
 @app.command()
 def targets(json_out: JsonOpt = None) -> None:
     """List the built-in target profiles."""
-    from edge_bert.schema import to_plain
-
     preflight(json_out)
-    write_json({"schema": "edge-bert/targets/v1", "targets": [to_plain(p) for p in list_profiles()]}, json_out)
+    # each profile as its TOML data (what a bundle's manifest stores as ``target``)
+    write_json({"schema": "edge-bert/targets/v1", "targets": [p.raw for p in list_profiles()]}, json_out)
     if json_out == "-":
         return
     table = Table(title="target profiles (targets/*.toml)")

@@ -28,7 +28,9 @@ from edge_bert.cli.common import (
 from edge_bert.cli.logs import quiet_verb
 from edge_bert.devices.dispatch import emulated_note
 from edge_bert.errors import EdgeBertError, InputError
+from edge_bert.limits import check_option
 from edge_bert.profiles import load_profile
+from edge_bert.render.escape import terminal
 from edge_bert.render.terminal import machine_line, write_json, write_reports
 
 
@@ -56,8 +58,10 @@ def run(
     Validate reports go to REPORT_DIR as with `edge-bert validate`. Exit 0 when every required recipe was
     written and validates, 1 when one was refused or fails, 2 on unusable input."""
     preflight(json_out, report_dir)
-    if runs < 1:
-        raise fail(InputError(f"--runs must be at least 1, got {runs}"))
+    try:
+        check_option("--runs", runs)
+    except InputError as exc:
+        raise fail(exc) from exc
     if distill is not None and data is None:
         raise fail(InputError("--distill needs --data (the texts to distil on)"))
     transport = open_transport(device, remote_python)  # one transport: validate and bench, every bundle
@@ -144,13 +148,13 @@ def _run_table(target: str, results: list) -> Table:
         p50 = [row["p50_ms"] for row in timing["latency"]]
         reference = fp32.get(timing["format"])
         speedup = reference["latency"][-1]["p50_ms"] / p50[-1] if reference else None
-        table.add_row(
-            timing["format"],
-            check["recipe"],
+        table.add_row(  # a device's result is untrusted text
+            terminal(timing["format"]),
+            terminal(check["recipe"]),
             f"{timing['model_bytes'] / 1e6:.1f}",
             "[green]pass[/green]" if check["passed"] else "[red]fail[/red]",
-            fmt(check["parity"]["mean_cosine"]),
-            fmt(check["parity"]["top1_agreement"]),
+            terminal(fmt(check["parity"]["mean_cosine"])),
+            terminal(fmt(check["parity"]["top1_agreement"])),
             *[f"{v:.2f}" for v in p50],
             "-" if speedup is None else f"{speedup:.2f}",
         )

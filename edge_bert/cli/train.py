@@ -21,6 +21,7 @@ from edge_bert.cli.common import JsonOpt, deprecated, out_console, preflight, re
 from edge_bert.cli.common import fail as _fail
 from edge_bert.cli.logs import quiet_verb
 from edge_bert.errors import EdgeBertError, InputError
+from edge_bert.render.escape import terminal
 from edge_bert.render.terminal import write_json
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def _show(summary: dict[str, Any], json_out: Optional[str]) -> None:
     table = Table(title=f"edge-bert {summary['command']} → {summary.get('out')}", show_header=False)
     rows = {k: v for k, v in summary.items() if k not in ("schema", "settings", "out", "command")}
     for key, value in rows.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+        table.add_row(terminal(key), terminal(json.dumps(value) if isinstance(value, dict | list) else value))
     console.print(table)
     if not summary["passed"]:
         gate = summary["gate"]

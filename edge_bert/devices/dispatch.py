@@ -47,6 +47,12 @@ RUNNER_OPTIONS: dict[str, dict[str, str | None]] = {
 }
 
 
+#: the runner options whose value may be a local file, sent to the device: decided by the option, never by
+#: whether a string happens to name a file (``--text-column text`` beside a file called ``text`` stays a name).
+#: ``--data`` may also be a dataset id and ``--profile`` a built-in profile name: those are passed as typed.
+FILE_OPTIONS = frozenset({"--data", "--profile", "--texts"})
+
+
 def is_local(device: str | None) -> bool:
     return device in (None, "", "local")
 
@@ -61,12 +67,12 @@ def runner_flags(verb: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _argv(transport: Transport, flags: dict[str, Any]) -> list[str]:
-    """The flags as argv for the device; values that are local files are copied there."""
+    """The flags as argv for the device; the value of a FILE_OPTIONS option that is a local file is copied there."""
     argv: list[str] = []
     for flag, value in flags.items():
         if value is None:
             continue
-        if isinstance(value, Path) or (isinstance(value, str) and Path(value).is_file()):
+        if flag in FILE_OPTIONS and (isinstance(value, Path) or Path(str(value)).is_file()):
             value = transport.put_file(Path(value))
         elif isinstance(value, tuple | list):
             value = ",".join(str(v) for v in value)
