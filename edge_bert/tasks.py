@@ -260,6 +260,8 @@ class TokenClassificationTask(Task):
     sequence_outputs = ("logits",)
     checkpoint_suffix = "ForTokenClassification"
     labelled = True
+    fp32_summary = ("entity_f1",)
+    own_rows = True
 
     def row(self, output: np.ndarray, length: int, width: int) -> np.ndarray:
         return _pad_row(output, length, width)
