@@ -198,8 +198,9 @@ def check_tags(labels: Sequence[str] | None, label_names: Sequence[str] | None) 
 def ner_metrics(
     outputs: np.ndarray, fp32: np.ndarray | None, labels: Sequence[str] | None, label_names: Sequence[str]
 ) -> dict[str, Any]:
-    """Entity F1 (and fp32's, and % of it) on per-word rows, and word-tag agreement with fp32."""
-    real = np.isfinite(outputs).all(axis=-1)
+    """Entity F1 (and fp32's, and % of it) on per-word rows, and word-tag agreement with fp32. The words
+    are the rows fp32 has (NaN past them), or else the bundle's."""
+    real = np.isfinite(outputs if fp32 is None else fp32).all(axis=-1)
     result: dict[str, Any] = {"rows": len(outputs), "words": int(real.sum())}
     if labels is not None:
         truth = [str(label).split() for label in labels]
@@ -214,6 +215,5 @@ def ner_metrics(
             result["fp32_entity_f1"] = reference["f1"]
             result["accuracy_pct_of_fp32"] = pct_of_fp32(scores["f1"], reference["f1"])
     if fp32 is not None:
-        seen = real & np.isfinite(fp32).all(axis=-1)
-        result["agreement"] = float(np.mean(outputs[seen].argmax(-1) == fp32[seen].argmax(-1))) if seen.any() else None
+        result["agreement"] = float(np.mean(outputs[real].argmax(-1) == fp32[real].argmax(-1))) if real.any() else None
     return result

@@ -53,7 +53,8 @@ def test_parity_compares_real_tokens_only():
     # the flipped token's probabilities [0.982, 0.018] against [0.018, 0.982]: cosine 2*0.982*0.018/(0.982²+0.018²)
     p = 1 / (1 + np.exp(-4.0))
     assert metrics["worst_cosine"] == pytest.approx(2 * p * (1 - p) / (p**2 + (1 - p) ** 2), rel=1e-6)
-    assert TASK.evaluate(flipped, reference, None, None) == {"rows": 2, "tokens": 4, "agreement": 0.75}
+    # on evaluation data, rows are words (each word's first token): the same comparison, counted in words
+    assert TASK.evaluate(flipped, reference, None, None) == {"rows": 2, "words": 4, "agreement": 0.75}
 
 
 def test_answer_is_one_tag_per_token():
@@ -101,7 +102,7 @@ def test_eval_data_gates_tag_agreement(texts, tmp_path):
     assert outcome.passed, outcome.error
     result = validate(outcome.bundle, data=data)
     metrics = result["accuracy"]["metrics"]
-    assert metrics["rows"] == 40 and metrics["words"] == sum(len(t.split(" ")) for t, _ in pairs)
+    assert metrics["rows"] == 40 and metrics["words"] == sum(len(t.split()) for t, _ in pairs)
     assert metrics["agreement"] >= 0.99
     assert result["gates"]["min_prediction_agreement"]["decides"] and result["passed"]
 
