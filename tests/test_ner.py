@@ -51,7 +51,8 @@ def save_ner_model(model_type: str, out: Path) -> Path:
 
 
 def test_unsupported_heads_are_refused_with_one_line():
-    for head in ("BertForMaskedLM", "DistilBertForMultipleChoice", "BertForPreTraining", "AlbertForNextSentencePrediction"):
+    heads = ("BertForMaskedLM", "DistilBertForMultipleChoice", "BertForPreTraining", "AlbertForNextSentencePrediction")
+    for head in heads:
         with pytest.raises(InputError) as caught:
             infer_task([head])
         message = str(caught.value)

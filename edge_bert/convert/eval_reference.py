@@ -93,7 +93,7 @@ def _own_rows(
 
 def _fp32_metrics(output: np.ndarray, data: LabelledData, task: Task, labels: list[str] | None) -> dict[str, Any]:
     """The fp32 model's own task metrics on the labelled data (Task.evaluate, no reference to compare with)."""
-    if data.labels is None:
+    if data.references() is None:
         return {}
     metrics = task.evaluate(output, None, data.references(), labels)
     return {key: metrics.get(key) for key in task.fp32_summary if key in metrics}
