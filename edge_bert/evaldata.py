@@ -18,6 +18,8 @@ import numpy as np
 
 from edge_bert.errors import InputError
 from edge_bert.limits import check_option
+from edge_bert.ner import read_conll
+from edge_bert.qa import read_squad
 
 #: column names tried, in order, when the user names none
 TEXT_COLUMNS = ("text", "sentence", "utterance", "query", "question", "content")
@@ -26,14 +28,43 @@ LABEL_COLUMNS = ("label", "intent", "labels", "category", "class")
 
 @dataclass
 class LabelledData:
-    """Texts with their labels (``None`` when the data has no label column: parity/retrieval only)."""
+    """Texts with their labels (``None`` when the data has no label column: parity/retrieval only).
+
+    Token classification (CoNLL files): a text is the sentence's words joined by single spaces, its label
+    their tags, one per word, space-separated. Question answering (SQuAD JSON): a text is the question,
+    ``contexts`` holds its context and ``answers`` its gold answers."""
 
     texts: list[str]
     labels: list[str] | None
     source: dict[str, Any] = field(default_factory=dict)
+    contexts: list[str] | None = None
+    answers: list[list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def items(self) -> list[str] | list[tuple[str, str]]:
+        """What the model is given per row: a text, or a (question, context) pair."""
+        if self.contexts is None:
+            return list(self.texts)
+        return list(zip(self.texts, self.contexts, strict=True))
+
+    def key_texts(self) -> list[str]:
+        """Per row, the text whose hash matches it to the bundle's fp32 reference (question and context)."""
+        if self.contexts is None:
+            return list(self.texts)
+        return [f"{question}\n\n{context}" for question, context in zip(self.texts, self.contexts, strict=True)]
+
+    def references(self) -> list[Any] | None:
+        """What the task is scored against: the labels, or (context, gold answers) per question."""
+        if self.answers is None or self.contexts is None:
+            return self.labels
+        return list(zip(self.contexts, self.answers, strict=True))
+
+    def subset(self, rows: list[int]) -> LabelledData:
+        """The given rows (same source)."""
+        pick = lambda values: None if values is None else [values[i] for i in rows]  # noqa: E731
+        return LabelledData(pick(self.texts), pick(self.labels), self.source, pick(self.contexts), pick(self.answers))
 
 
 def read_labelled(
@@ -50,6 +81,11 @@ def read_labelled(
     an error naming the offset."""
     check_option("--limit", limit)
     path = Path(location)
+    structured = _read_structured(path) if path.is_file() else None
+    if structured is not None:
+        rows = structured.subset(list(range(min(limit or len(structured), len(structured)))))
+        rows.source = {"kind": "file", "path": str(path), "name": path.name, "split": split, "rows": len(rows)}
+        return rows
     if path.is_file():
         readers = {".tsv": _read_tsv, ".csv": _read_csv, ".jsonl": _read_jsonl, ".json": _read_json, ".txt": _read_txt}
         reader = readers.get(path.suffix.lower())
@@ -83,6 +119,23 @@ def read_labelled(
         [str(lab).strip() for _, lab in rows] if has_labels else None,
         {**source, "rows": len(rows), **({"empty_rows": empty} if empty else {})},
     )
+
+
+def _read_structured(path: Path) -> LabelledData | None:
+    """A CoNLL token/tag file (.conll) or a SQuAD-format JSON file; None for any other file."""
+    try:
+        if path.suffix.lower() == ".conll":
+            words, tags = read_conll(path)
+            return LabelledData([" ".join(w) for w in words], [" ".join(t) for t in tags])
+        squad = read_squad(path) if path.suffix.lower() == ".json" else None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (offset {exc.start}); save the file as UTF-8") from exc
+    if squad is None:
+        return None
+    questions, contexts, answers = squad
+    if not questions:
+        raise InputError(f"{path}: contains no questions")
+    return LabelledData(questions, None, contexts=contexts, answers=answers)
 
 
 def _check_values(texts: list[Any], labels: list[Any] | None, where: str) -> None:

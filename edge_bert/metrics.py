@@ -80,6 +80,13 @@ def _clear_margin(logits: np.ndarray, margin: float) -> np.ndarray:
     return (top2[:, 1] - top2[:, 0]) >= margin
 
 
+def pct_of_fp32(value: float, fp32: float) -> float | None:
+    """A task score as % of fp32's; 100 when both are 0 (nothing lost), None when only fp32's is."""
+    if fp32 == 0:
+        return 100.0 if value == 0 else None
+    return 100.0 * value / fp32
+
+
 def latency_stats(samples_ms: list[float]) -> dict[str, float]:
     data = np.asarray(samples_ms, np.float64)
     mean = float(data.mean())

@@ -13,6 +13,8 @@ from tokenizers import Encoding, Tokenizer
 from edge_bert.backends import backend_class
 from edge_bert.bundle import Bundle
 from edge_bert.errors import BundleError, InputError
+from edge_bert.ner import Entity, encode_words, entities
+from edge_bert.qa import MAX_ANSWER_TOKENS, Span, best_span
 from edge_bert.tasks import TASKS, Answer
 from edge_bert.wordpiece import FastWordPiece
 
@@ -56,6 +58,11 @@ class TextEncoder:
         self.max_length = bundle.max_length
         #: pure-Python WordPiece for plain ASCII text (edge_bert/wordpiece.py), None for other tokenizers
         self.fast = FastWordPiece.build(self._tokenizer, config) if isinstance(config, dict) else None
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The bundle's tokenizer (no padding, no truncation), for tasks that read its offsets."""
+        return self._tokenizer
 
     def encode(self, text: str, max_length: int | None = None) -> Encoded:
         ids, type_ids, original = self.tokens(text, max_length)
@@ -205,3 +212,28 @@ class BundleSession:
         if not text.strip():
             raise InputError("empty text: nothing to run")
         return self.post_process(self.backend.run(self.prepare(text)))
+
+    def entities(self, text: str) -> list[Entity]:
+        """Named entities in ``text`` (a token-classification bundle): BIO tags of each word's first token."""
+        self._require("token-classification")
+        if not text.strip():
+            raise InputError("empty text: nothing to run")
+        words = encode_words(self.encoder.tokenizer, text, self.bundle.max_length, whitespace=False)
+        probabilities = self.post_process(self.run_ids(words.ids, words.type_ids)).vector[: len(words.ids)]
+        return entities(text, probabilities, words.word_ids, words.offsets, self._labels or [])
+
+    def answer_question(
+        self, question: str, context: str, stride: int | None = None, max_answer: int = MAX_ANSWER_TOKENS
+    ) -> Span:
+        """The answer to ``question`` in ``context`` (a question-answering bundle; edge_bert/qa.py)."""
+        self._require("question-answering")
+        output = self.bundle.primary_output
+
+        def run(ids: Sequence[int], type_ids: Sequence[int]) -> np.ndarray:
+            return self.run_ids(ids, type_ids)[output][0]
+
+        return best_span(self.encoder.tokenizer, run, question, context, self.bundle.max_length, stride, max_answer)
+
+    def _require(self, task: str) -> None:
+        if self.bundle.task != task:
+            raise InputError(f"this bundle is {self.bundle.task}, not {task}")

@@ -10,16 +10,24 @@ nothing is hidden - but a rescue (which costs size and speed) only runs for a ga
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from edge_bert.accuracy import classification_metrics, embedding_metrics, neighbour_agreement
 from edge_bert.errors import InputError
 from edge_bert.evaldata import match_labels
 from edge_bert.metrics import TOP1_MARGIN, parity, softmax
+from edge_bert.ner import check_tags, ner_metrics, word_row
 from edge_bert.profiles import Gates
+from edge_bert.qa import best_span, squad_metrics
+
+#: one text through the model, batch 1: (ids, type ids) -> the primary output without the batch axis
+RunIds = Callable[[Sequence[int], Sequence[int]], np.ndarray]
 
 #: golden parity gates: name -> (metric, direction)
 _PARITY_GATES = {
@@ -77,6 +85,8 @@ class Task:
     keeps_attention_float: ClassVar[bool] = False
     #: the metrics of the fp32 model on labelled data that the bundle's manifest keeps
     fp32_summary: ClassVar[tuple[str, ...]] = ()
+    #: whether labelled data is compared through ``data_row`` (words, answer spans) rather than ``row``
+    own_rows: ClassVar[bool] = False
 
     @property
     def primary_output(self) -> str:
@@ -96,9 +106,21 @@ class Task:
         return parity(outputs, reference, False, _margin(gates))
 
     def evaluate(
-        self, outputs: np.ndarray, fp32: np.ndarray | None, labels: list[str] | None, label_names: list[str] | None
+        self, outputs: np.ndarray, fp32: np.ndarray | None, labels: Sequence[Any] | None, label_names: list[str] | None
     ) -> dict[str, Any]:
         """Task metrics on labelled (or unlabelled) data, against fp32's outputs on the same texts."""
+        raise NotImplementedError
+
+    def check_labels(self, labels: Sequence[Any] | None, label_names: list[str] | None) -> None:
+        """Refuse data whose labels the model cannot have produced, before anything runs (InputError)."""
+        if self.labelled and labels is not None and label_names:
+            match_labels(list(labels), label_names)
+
+    def data_row(
+        self, run: RunIds, tokenizer: Tokenizer, item: str | tuple[str, str], max_length: int
+    ) -> tuple[np.ndarray, bool]:
+        """One labelled item's row for ``evaluate`` and whether its input was cut (tasks with ``own_rows``):
+        the same code on the host (fp32 PyTorch) and on the device, so both sides are compared alike."""
         raise NotImplementedError
 
     def predictions(self, outputs: np.ndarray, reference: np.ndarray) -> dict[str, Any] | None:
@@ -172,11 +194,11 @@ class ClassificationTask(Task):
         return parity(outputs, reference, True, _margin(gates))
 
     def evaluate(
-        self, outputs: np.ndarray, fp32: np.ndarray | None, labels: list[str] | None, label_names: list[str] | None
+        self, outputs: np.ndarray, fp32: np.ndarray | None, labels: Sequence[Any] | None, label_names: list[str] | None
     ) -> dict[str, Any]:
         """Accuracy against the labels (only when the model names its classes), agreement with fp32."""
         names = label_names or [str(i) for i in range(outputs.shape[1])]
-        ids = match_labels(labels, names) if labels is not None and label_names else None
+        ids = match_labels(list(labels), names) if labels is not None and label_names else None
         return classification_metrics(outputs, fp32, ids, names)
 
     def predictions(self, outputs: np.ndarray, reference: np.ndarray) -> dict[str, Any] | None:
@@ -221,7 +243,7 @@ class EmbeddingTask(Task):
         return result | neighbour_agreement(flat, np.asarray(reference, np.float32).reshape(len(reference), -1))
 
     def evaluate(
-        self, outputs: np.ndarray, fp32: np.ndarray | None, labels: list[str] | None, label_names: list[str] | None
+        self, outputs: np.ndarray, fp32: np.ndarray | None, labels: Sequence[Any] | None, label_names: list[str] | None
     ) -> dict[str, Any]:
         """Retrieval: nearest neighbours as under fp32, and leave-one-out k-NN accuracy on the labels."""
         ids = np.unique(labels, return_inverse=True)[1] if labels is not None else None
@@ -238,11 +260,11 @@ class TokenClassificationTask(Task):
     sequence_outputs = ("logits",)
     checkpoint_suffix = "ForTokenClassification"
     labelled = True
+    fp32_summary = ("entity_f1",)
+    own_rows = True
 
     def row(self, output: np.ndarray, length: int, width: int) -> np.ndarray:
-        padded = np.full((width, *output.shape[1:]), np.nan, np.float32)
-        padded[:length] = output[:length]
-        return padded
+        return _pad_row(output, length, width)
 
     def answer(self, outputs: dict[str, np.ndarray], labels: list[str] | None = None) -> Answer:
         """Softmax per token and each token's top tag (padding of a static-length model included)."""
@@ -253,15 +275,73 @@ class TokenClassificationTask(Task):
         return parity(*_real_tokens(outputs, reference), True, _margin(gates))
 
     def evaluate(
-        self, outputs: np.ndarray, fp32: np.ndarray | None, labels: list[str] | None, label_names: list[str] | None
+        self, outputs: np.ndarray, fp32: np.ndarray | None, labels: Sequence[Any] | None, label_names: list[str] | None
     ) -> dict[str, Any]:
-        """Tag agreement with fp32 on every real token (the data's labels are per text, not per token)."""
-        result: dict[str, Any] = {"rows": len(outputs)}
-        if fp32 is not None:
-            bundle, reference = _real_tokens(outputs, fp32)
-            result["tokens"] = len(reference)
-            result["agreement"] = float(np.mean(bundle.argmax(axis=1) == reference.argmax(axis=1)))
-        return result
+        """Per word (``data_row``): entity F1 against the data's tags (one space-separated tag per word),
+        fp32's F1 on the same sentences, and word-tag agreement with fp32."""
+        return ner_metrics(outputs, fp32, labels, label_names or [])
+
+    def check_labels(self, labels: Sequence[Any] | None, label_names: list[str] | None) -> None:
+        check_tags(labels, label_names)
+
+    def data_row(
+        self, run: RunIds, tokenizer: Tokenizer, item: str | tuple[str, str], max_length: int
+    ) -> tuple[np.ndarray, bool]:
+        """The first sub-token's logits of each whitespace-separated word (NaN past the words)."""
+        return word_row(run, tokenizer, str(item), max_length)
+
+
+class QuestionAnsweringTask(Task):
+    """An answer span in a context (``…ForQuestionAnswering``): one output ``span_logits`` [tokens, 2] holding
+    the start and end logits, so golden and fp32 references keep both. Compared per text as two
+    distributions over its real tokens (where the answer starts, where it ends); on labelled data by the
+    answers themselves (edge_bert/qa.py: windows, best span, SQuAD exact match and F1)."""
+
+    name = "question-answering"
+    outputs = ("span_logits",)
+    sequence_outputs = ("span_logits",)
+    checkpoint_suffix = "ForQuestionAnswering"
+    fp32_summary = ("exact_match", "f1")
+    own_rows = True
+
+    def row(self, output: np.ndarray, length: int, width: int) -> np.ndarray:
+        return _pad_row(output, length, width)
+
+    def parity(self, outputs: np.ndarray, reference: np.ndarray, gates: Gates | None = None) -> dict[str, float | None]:
+        """Start and end position probabilities of every text (2 samples per text); top-1 is the position."""
+        return parity(*_positions(outputs, reference), True, _margin(gates))
+
+    def evaluate(
+        self, outputs: np.ndarray, fp32: np.ndarray | None, labels: Sequence[Any] | None, label_names: list[str] | None
+    ) -> dict[str, Any]:
+        """SQuAD exact match and F1 of the answers (rows: start, end, score) and the share of fp32's spans kept;
+        ``labels`` are (context, gold answers) per question."""
+        return squad_metrics(outputs, fp32, labels)
+
+    def data_row(
+        self, run: RunIds, tokenizer: Tokenizer, item: str | tuple[str, str], max_length: int
+    ) -> tuple[np.ndarray, bool]:
+        """The best span's character offsets and score over every window of the context (never cut)."""
+        if not isinstance(item, tuple):
+            raise InputError("question answering needs question and context pairs (SQuAD-format JSON)")
+        span = best_span(tokenizer, run, item[0], item[1], max_length)
+        return np.asarray([span.start, span.end, span.score], np.float32), False
+
+
+def _pad_row(output: np.ndarray, length: int, width: int) -> np.ndarray:
+    """A value per token, cut to the text's ``length`` and padded with NaN to ``width`` rows."""
+    padded = np.full((width, *output.shape[1:]), np.nan, np.float32)
+    padded[:length] = output[:length]
+    return padded
+
+
+def _positions(outputs: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[2 x texts, width] start and end logits over positions, the reference's padding (NaN) set to -1e4 in
+    both, so softmax gives padding no probability and it is never compared."""
+    out = np.moveaxis(np.asarray(outputs, np.float64), -1, 1).reshape(-1, outputs.shape[1])
+    ref = np.moveaxis(np.asarray(reference, np.float64), -1, 1).reshape(-1, reference.shape[1])
+    padding = ~np.isfinite(ref)
+    return np.where(padding, -1e4, out), np.where(padding, -1e4, ref)
 
 
 def _real_tokens(outputs: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -273,7 +353,8 @@ def _real_tokens(outputs: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray
 
 
 TASKS: dict[str, Task] = {
-    task.name: task for task in (ClassificationTask(), EmbeddingTask(), TokenClassificationTask())
+    task.name: task
+    for task in (ClassificationTask(), EmbeddingTask(), TokenClassificationTask(), QuestionAnsweringTask())
 }
 
 
@@ -285,11 +366,24 @@ def task_named(name: str) -> Task:
         raise InputError(f"unsupported task {name!r}; supported: {', '.join(TASKS)}") from None
 
 
+#: an ``architectures`` entry naming a head (``BertForMaskedLM``), as opposed to a bare encoder (``BertModel``)
+_HEAD = re.compile(r"For[A-Z]\w*$")
+
+
 def infer_task(architectures: list[str] | None) -> Task:
-    """The task a checkpoint was saved for (its ``architectures`` suffix); else embeddings."""
+    """The task a checkpoint was saved for (its ``architectures`` suffix); a bare encoder is embeddings.
+
+    A head no task supports (masked LM, multiple choice, pre-training...) is refused, never converted as an
+    embedding model: that would drop the head and pass every gate with the wrong model."""
     for task in TASKS.values():
         if task.checkpoint_suffix and any(a.endswith(task.checkpoint_suffix) for a in architectures or []):
             return task
+    heads = [a for a in architectures or [] if _HEAD.search(a)]
+    if heads:
+        raise InputError(
+            f"the checkpoint's head {heads[0]} is not supported; supported tasks: {', '.join(TASKS)} "
+            "(pass --task feature-extraction to convert its encoder alone on purpose)"
+        )
     return TASKS[EmbeddingTask.name]
 
 

@@ -23,7 +23,7 @@ from edge_bert.limits import check_option
 from edge_bert.profiles import Gates
 from edge_bert.results import result_header
 from edge_bert.session import BundleSession
-from edge_bert.tasks import TASKS, passed
+from edge_bert.tasks import TASKS, Task, passed
 
 RESULT_SCHEMA = "edge-bert/validate/v1"
 
@@ -127,41 +127,49 @@ def evaluate_data(session: BundleSession, data: LabelledData, progress: Progress
     bundle = session.bundle
     task = TASKS[bundle.task]
     notes: list[str] = []
-    texts, raw_labels = data.texts, data.labels
     reference, fp32 = bundle.eval_reference(), None
     if reference is None:
         notes.append("no fp32 reference in the bundle (convert with --eval-data): accuracy only, no % of fp32")
     else:
         index = {str(key): row for row, key in enumerate(reference["keys"])}
-        rows = [index.get(text_key(text), -1) for text in texts]
+        rows = [index.get(text_key(text), -1) for text in data.key_texts()]
         keep = [i for i, row in enumerate(rows) if row >= 0]
         if not keep:
             notes.append("none of these texts is in the bundle's fp32 reference: accuracy only, no % of fp32")
         else:
-            if len(keep) < len(texts):
-                notes.append(f"{len(texts) - len(keep)} of {len(texts)} texts are not in the fp32 reference; "
+            if len(keep) < len(data):
+                notes.append(f"{len(data) - len(keep)} of {len(data)} texts are not in the fp32 reference; "
                              f"all numbers use the {len(keep)} that are")  # fmt: skip
-                texts = [texts[i] for i in keep]
-                raw_labels = [raw_labels[i] for i in keep] if raw_labels is not None else None
+                data = data.subset(keep)
             fp32 = reference["output"][[rows[i] for i in keep]]
     out: np.ndarray | None = None  # filled in place: a list of 100k rows, stacked, held three copies at once
     truncated = 0
-    for row, text in enumerate(texts):
-        result, encoded = session.run_text(text)
-        value = task.row(np.asarray(result[bundle.primary_output][0], np.float32), len(encoded.ids), bundle.max_length)
+    for row, item in enumerate(data.items()):
+        value, cut = _data_row(session, task, item)
         if out is None:
-            out = np.empty((len(texts), *value.shape), np.float32)
+            out = np.empty((len(data), *value.shape), np.float32)
         out[row] = value
-        truncated += encoded.truncated
-        if progress is not None and ((row + 1) % 100 == 0 or row + 1 == len(texts)):
-            progress(row + 1, len(texts))
+        truncated += cut
+        if progress is not None and ((row + 1) % 100 == 0 or row + 1 == len(data)):
+            progress(row + 1, len(data))
     assert out is not None  # read_labelled never returns an empty set
     if fp32 is not None and fp32.shape[1:] != out.shape[1:]:
         raise BundleError(f"{bundle.path}: the fp32 reference has {fp32.shape[1:]} outputs per text, the model "
                           f"{out.shape[1:]}; the bundle's files do not belong together")  # fmt: skip
-    metrics = task.evaluate(out, fp32, raw_labels, bundle.labels)
+    metrics = task.evaluate(out, fp32, data.references(), bundle.labels)
     if truncated:
         notes.append(f"{truncated} texts were longer than {bundle.max_length} tokens and were truncated")
     if data.source.get("empty_rows"):
         notes.append(f"{data.source['empty_rows']} rows without text were skipped")
-    return {"data": data.source, "rows": len(texts), "truncated": truncated, "metrics": metrics, "notes": notes}
+    return {"data": data.source, "rows": len(data), "truncated": truncated, "metrics": metrics, "notes": notes}
+
+
+def _data_row(session: BundleSession, task: Task, item: str | tuple[str, str]) -> tuple[np.ndarray, bool]:
+    """One labelled item's row (the task's own, or its primary output) and whether its text was cut."""
+    bundle = session.bundle
+    if task.own_rows:
+        run = lambda ids, types: session.run_ids(ids, types)[bundle.primary_output][0]  # noqa: E731
+        return task.data_row(run, session.encoder.tokenizer, item, bundle.max_length)
+    result, encoded = session.run_text(str(item))
+    value = task.row(np.asarray(result[bundle.primary_output][0], np.float32), len(encoded.ids), bundle.max_length)
+    return value, encoded.truncated

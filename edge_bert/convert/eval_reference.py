@@ -13,12 +13,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 
 from edge_bert.accuracy import REFERENCE_FILE, text_key
 from edge_bert.convert.architectures import ArchitectureConfig
 from edge_bert.convert.golden import tokenize
-from edge_bert.evaldata import LabelledData, match_labels
+from edge_bert.errors import InputError
+from edge_bert.evaldata import LabelledData
 from edge_bert.tasks import Task
 
 BATCH = 32
@@ -40,8 +42,9 @@ class EvalReference:
 
 def check_labels(data: LabelledData, task: Task, labels: list[str] | None) -> None:
     """Fail before any export if the data's labels are not the model's (raises InputError)."""
-    if task.labelled and data.labels is not None and labels:
-        match_labels(data.labels, labels)
+    if task.own_rows is False and data.contexts is not None:
+        raise InputError(f"question/context pairs are data for question answering, not for {task.name}")
+    task.check_labels(data.references(), labels)
 
 
 def make_eval_reference(
@@ -54,6 +57,10 @@ def make_eval_reference(
     labels: list[str] | None,
 ) -> EvalReference:
     """fp32 outputs in length-sorted, masked batches (identical to batch 1 up to float rounding)."""
+    if task.own_rows:
+        output = _own_rows(graph, tokenizer, data, arch, max_length, task)
+        return EvalReference(data, [text_key(t) for t in data.key_texts()], output,
+                             _fp32_metrics(output, data, task, labels))  # fmt: skip
     ids, types, _ = tokenize(tokenizer, data.texts, max_length)
     order = np.argsort([len(seq) for seq in ids], kind="stable")
     outputs: list[np.ndarray] = [np.empty(0)] * len(ids)
@@ -69,9 +76,24 @@ def make_eval_reference(
     return EvalReference(data, [text_key(t) for t in data.texts], output, _fp32_metrics(output, data, task, labels))
 
 
+def _own_rows(
+    graph: nn.Module, tokenizer: Any, data: LabelledData, arch: ArchitectureConfig, max_length: int, task: Task
+) -> np.ndarray:
+    """Rows of a task that computes its own (Task.data_row), batch 1: the runner's code on fp32 PyTorch."""
+    plain = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    plain.no_padding()
+    plain.no_truncation()
+
+    def run(ids, types) -> np.ndarray:
+        return graph(*arch.feeds([(list(ids), list(types))], len(ids)))[0].float().numpy()
+
+    with torch.inference_mode():
+        return np.stack([task.data_row(run, plain, item, max_length)[0] for item in data.items()]).astype(np.float32)
+
+
 def _fp32_metrics(output: np.ndarray, data: LabelledData, task: Task, labels: list[str] | None) -> dict[str, Any]:
     """The fp32 model's own task metrics on the labelled data (Task.evaluate, no reference to compare with)."""
-    if data.labels is None:
+    if data.references() is None:
         return {}
-    metrics = task.evaluate(output, None, data.labels, labels)
+    metrics = task.evaluate(output, None, data.references(), labels)
     return {key: metrics.get(key) for key in task.fp32_summary if key in metrics}

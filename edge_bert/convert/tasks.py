@@ -15,7 +15,14 @@ import torch
 from torch import nn
 
 from edge_bert.errors import ConversionError
-from edge_bert.tasks import TASKS, ClassificationTask, EmbeddingTask, Task, TokenClassificationTask
+from edge_bert.tasks import (
+    TASKS,
+    ClassificationTask,
+    EmbeddingTask,
+    QuestionAnsweringTask,
+    Task,
+    TokenClassificationTask,
+)
 
 
 class LogitsGraph(nn.Module):
@@ -28,6 +35,20 @@ class LogitsGraph(nn.Module):
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+
+
+class SpanLogitsGraph(nn.Module):
+    """A question-answering head's start and end logits as one output [batch, tokens, 2] (``span_logits``):
+    the golden and fp32 references then keep both, and the device reads one tensor."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        result = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        return torch.stack((result.start_logits, result.end_logits), dim=-1)
 
 
 class SentenceEmbeddingGraph(nn.Module):
@@ -69,6 +90,7 @@ HOST: dict[str, HostTask] = {
     ),
     EmbeddingTask.name: HostTask("AutoModel", SentenceEmbeddingGraph, ("embedding",)),
     TokenClassificationTask.name: HostTask("AutoModelForTokenClassification", lambda model, _p, _n: LogitsGraph(model)),
+    QuestionAnsweringTask.name: HostTask("AutoModelForQuestionAnswering", lambda model, _p, _n: SpanLogitsGraph(model)),
 }
 
 
