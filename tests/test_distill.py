@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import SHARED_DATA, minilm_dir, sst2_dev, tiny_config
+from conftest import SHARED_DATA, minilm_dir, requires, sst2_dev, tiny_config
 from typer.testing import CliRunner
 
 from edge_bert.cli import app
@@ -22,7 +22,7 @@ from edge_bert.training.data import STAGING_SUFFIX
 from edge_bert.training.distill import DistillSettings, distill
 from edge_bert.training.student import build_student, distilbert_layer_map, tinybert_layer_map
 
-needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"labelled data not found at {SHARED_DATA}")
+needs_data = requires(SHARED_DATA.is_dir(), f"labelled data not found at {SHARED_DATA}")
 LABELS = ["negative", "positive"]
 
 

@@ -2,7 +2,7 @@
 
 Real qemu, real aarch64 wheels of onnxruntime and ai-edge-litert, real ARM kernels (NEON on the
 Cortex-A72 of emu:rpi4; sdot/udot on the Cortex-A76 of emu:rpi5). The userland is prepared once by
-``edge-bert device setup`` (``.ci/run`` does it; cached under ~/.cache/edge-bert). Under CI=true a
+``edge-bert device setup`` (``.ci/run`` does it; cached under ~/.cache/edge-bert). Under CI (conftest.IN_CI) a
 missing qemu or userland fails these tests instead of skipping them.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import unavailable
 from typer.testing import CliRunner
 
 from edge_bert.cli import app
@@ -41,12 +42,6 @@ def tiny_profile(name: str, out: Path) -> Path:
     path = out / f"tiny-random-{name}.toml"
     path.write_text(text)
     return path
-
-
-def unavailable(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
