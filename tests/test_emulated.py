@@ -143,6 +143,22 @@ def test_cli_marks_emulated_results_and_results_table(arm_bundles, host_results)
     assert "emu:rpi4 (emulated)" in markdown.stdout and "| emulated |" in markdown.stdout
 
 
+def test_device_setup_is_idempotent(userland):
+    """`edge-bert device setup` (what .ci/run does first) on a ready userland leaves it alone and says so."""
+    stamp = userland / emu_setup.STAMP
+    before = (stamp.stat().st_mtime_ns, stamp.read_text(), (userland / emu_setup.SITE).stat().st_mtime_ns)
+    result = runner.invoke(app, ["device", "setup", "emu:rpi5"])
+    assert result.exit_code == 0, result.output
+    assert f"arm64 userland ready: {userland}" in result.output.replace("\n", "")
+    assert "debootstrap" not in result.output and "pip:" not in result.output  # nothing was fetched again
+    assert (stamp.stat().st_mtime_ns, stamp.read_text(), (userland / emu_setup.SITE).stat().st_mtime_ns) == before
+    assert "aarch64" in result.output and emu_setup.ready()  # the probe ran on the emulated board
+    local = runner.invoke(app, ["device", "setup", "local"])
+    assert local.exit_code == 0 and "nothing to prepare" in local.output
+    unknown = runner.invoke(app, ["device", "setup", "emu:rpi9"])
+    assert unknown.exit_code == 2 and "emu:rpi5" in unknown.output and "Traceback" not in unknown.output
+
+
 def test_device_check_shows_the_emulated_isa(userland):
     for device, has_dot in (("emu:rpi4", False), ("emu:rpi5", True)):
         result = runner.invoke(app, ["device", "check", device, "--json", "-"])
