@@ -343,7 +343,9 @@ def test_run_distill_prints_teacher_and_student_side_by_side(teacher: Path, data
     )
     table = result.output[result.output.index("edge-bert run --distill 2") :]
     assert "teacher" in table and "student" in table and "% of teacher" in table and "p50 @128 ms" in table
-    assert result.exit_code in (0, 1), result.output  # 1 only if the (untrained) student misses the 95 % gate
+    # measured: exit 0 - the student and both bundles pass their gates (the student's % of teacher included);
+    # seeded teacher, data and training, so a 1 here is a regression, not chance
+    assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (tmp_path / "bundles").iterdir())
     assert any(n.startswith("teacher-l2-") for n in names) and any(n.startswith("teacher-tiny") for n in names), names
     assert (tmp_path / "models" / "teacher-l2" / "model.safetensors").is_file()

@@ -220,7 +220,11 @@ def test_validate_with_labelled_data_over_ssh(sshd, bundle, tmp_path):
     local = runner.invoke(app, ["validate", str(bundle), "--data", str(data), "--json", "-"])
     remote = runner.invoke(app, ["validate", str(bundle), "--data", str(data), "--json", "-", "--device", sshd.url,
                                  "--remote-python", PYTHON])  # fmt: skip
-    assert remote.exit_code == local.exit_code, remote.output
+    # measured: both pass (exit 0): the bundle has no fp32 reference, so the data gives accuracy only and the
+    # parity gates decide, and they pass on this bundle
+    assert local.exit_code == 0, local.output
+    assert remote.exit_code == 0, remote.output
+    assert "accuracy only" in json.loads(remote.stdout)["accuracy"]["notes"][0]
     local_accuracy, remote_accuracy = json.loads(local.stdout)["accuracy"], json.loads(remote.stdout)["accuracy"]
     assert remote_accuracy["rows"] == 30 and remote_accuracy["metrics"]["rows"] == 30
     assert remote_accuracy["metrics"] == local_accuracy["metrics"]  # same runtime: the same figures, row by row
