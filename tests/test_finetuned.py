@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA, requires
 
+from edge_bert.bundle import sha256_file
 from edge_bert.convert.pipeline import convert
 from edge_bert.evaldata import read_labelled
 from edge_bert.training import finetune as ft
@@ -38,14 +39,6 @@ SETUPS = {
 LIBRARIES = ("torch", "transformers", "tokenizers", "numpy", "safetensors")
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_key(task: str, settings: object, data_files: list[Path]) -> str:
     """Everything that determines the trained model: the training code (the whole edge_bert/training package),
     the library versions, the bytes of the data files and the base model (MiniLM), and the settings."""
@@ -61,7 +54,7 @@ def model_key(task: str, settings: object, data_files: list[Path]) -> str:
         "settings": repr(settings),
         "python": platform.python_version(),
         "libraries": {name: importlib.metadata.version(name) for name in LIBRARIES},
-        "files": {f"{p.parent.name}/{p.name}": file_digest(p) for p in [*code, *base, *sorted(set(data_files))]},
+        "files": {f"{p.parent.name}/{p.name}": sha256_file(p) for p in [*code, *base, *sorted(set(data_files))]},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
