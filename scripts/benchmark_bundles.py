@@ -28,6 +28,12 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+def ratios_to_first(stats: dict[str, dict[int, dict[str, float]]], labels: list[str], length: int) -> dict[str, float]:
+    """Per bundle, how many times faster than the first it is at ``length``: the first's p50 over its own
+    (the medians of block p50s), so above 1 is faster; the speed targets are read off this column."""
+    return {label: stats[labels[0]][length]["p50_ms"] / stats[label][length]["p50_ms"] for label in labels}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundles", nargs="+", type=Path)
@@ -58,7 +64,8 @@ def main() -> None:
         f"{args.warmup}+{args.runs} runs; figure = median of block p50s; load average {before['load_avg_1min']:.2f} "
         f"(blocks {min(loads):.2f}-{max(loads):.2f}) -> {after_load:.2f}"
     )
-    first, longest = labels[0], lengths[-1]
+    longest = lengths[-1]
+    ratios = ratios_to_first(stats, labels, longest)
     has_e2e = all("e2e_p50_ms" in stats[label][longest] for label in labels)
     header = f"{'bundle':<40} {'MB':>6} " + " ".join(f"{'p50@' + str(n):>9}" for n in lengths)
     header += f" {'spread':>7} {'x first@' + str(longest):>12}"
@@ -69,7 +76,7 @@ def main() -> None:
         row = stats[label]
         cells = " ".join(f"{row[n]['p50_ms']:9.3f}" for n in lengths)
         spread = max(row[n]["spread_pct"] for n in lengths)
-        ratio = stats[first][longest]["p50_ms"] / row[longest]["p50_ms"]
+        ratio = ratios[label]
         e2e = f" {row[longest]['e2e_p50_ms']:9.3f} " if has_e2e else ""
         if has_e2e:
             e2e += " ".join(f"{row[n]['overhead_pct']:7.1f}%" for n in lengths)
@@ -82,6 +89,7 @@ def main() -> None:
             "settings": {"threads": args.threads, "blocks": args.blocks, "runs": args.runs, "warmup": args.warmup},
             "model_bytes": sizes,
             "latency": stats,
+            "ratio_to_first": {"seq_length": longest, "ratios": ratios},
             "blocks": history,
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n")

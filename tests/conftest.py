@@ -5,21 +5,30 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-#: under CI a missing component (LiteRT, the shared data) fails the run: a green CI must mean the tests ran
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The one decision "running in CI" (CI=true, CI=1, CI=yes, any case): there a missing component (LiteRT, the
+#: shared data, sshd, qemu, a tmpfs) fails the run instead of skipping, so a green CI means the tests ran.
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def requires(available: bool, reason: str) -> pytest.MarkDecorator:
-    """skipif for a developer's machine; under CI=true the test runs anyway and fails on what is missing."""
+    """skipif for a developer's machine; under CI the test runs anyway and fails on what is missing."""
     return pytest.mark.skipif(not available and not IN_CI, reason=reason)
 
 
+def unavailable(message: str) -> NoReturn:
+    """A component found missing at run time: skip on a developer's machine, fail under CI."""
+    if IN_CI:
+        pytest.fail(f"{message} (CI must run this test)", pytrace=False)
+    pytest.skip(message)
+
+
 def require_module(name: str, reason: str) -> None:
-    """Module-level importorskip that becomes a collection error under CI=true."""
+    """Module-level importorskip that becomes a collection error under CI."""
     try:
         __import__(name)
     except ImportError:

@@ -2,7 +2,7 @@
 
 The client side is an ssh config file (``EDGE_BERT_SSH_CONFIG``, passed to ssh as ``-F``) with the test's
 key and known_hosts and StrictHostKeyChecking yes, so host-key checking is on exactly as for a user.
-Under CI=true a missing sshd fails the tests instead of skipping them.
+Under CI (conftest.IN_CI) a missing sshd fails the tests instead of skipping them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import unavailable
 
 
 def free_port() -> int:
@@ -57,10 +58,7 @@ class Sshd:
 def require(binary: str) -> str:
     found = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
     if not found:
-        message = f"{binary} is not installed (apt-get install -y openssh-server openssh-client)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{binary} is not installed (apt-get install -y openssh-server openssh-client)")
     return found
 
 

@@ -88,9 +88,27 @@ def test_fp32_bundle_matches_fp32_exactly(classifier) -> None:
     assert result["gates"]["min_accuracy_pct_of_fp32"]["pass"] and result["passed"]
 
 
-def test_validate_on_device_writes_reports(classifier, tmp_path: Path) -> None:
+def onnx_accuracy(bundle_dir: Path, model_dir: Path, rows: list[tuple[str, str]]) -> float:
+    """The bundle's model.onnx run directly with onnxruntime on transformers' tokenization, one text at a time:
+    an accuracy computed without the runner's session, tokenizer or metrics."""
+    import onnxruntime as ort
+    import transformers
+
+    session = ort.InferenceSession(str(bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    dtypes = {i.name: np.int64 if "int64" in i.type else np.int32 for i in session.get_inputs()}
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    id2label = transformers.AutoConfig.from_pretrained(model_dir).id2label
+    correct = 0
+    for text, label in rows:
+        encoded = tokenizer(text, truncation=True, max_length=128, return_tensors="np")
+        logits = session.run(None, {name: encoded[name].astype(dtype) for name, dtype in dtypes.items()})[0]
+        correct += id2label[int(logits[0].argmax())] == label
+    return correct / len(rows)
+
+
+def test_validate_on_device_writes_reports(classifier, tiny_models, tmp_path: Path) -> None:
     """The runner alone (torch and transformers blocked): --data, JSON + Markdown + PNG reports."""
-    bundles, data_file, _ = classifier
+    bundles, data_file, rows = classifier
     bundle = bundles["dynamic-int8"]
     run_cli_without_frameworks(
         ["validate", str(bundle), "--data", str(data_file), "--report-dir", str(tmp_path), "--plot"]
@@ -98,8 +116,12 @@ def test_validate_on_device_writes_reports(classifier, tmp_path: Path) -> None:
     stem = tmp_path / f"{bundle.name}.validate"
     result = json.loads(Path(f"{stem}.json").read_text())
     metrics = result["accuracy"]["metrics"]
-    assert metrics["rows"] == 200 and 0 <= metrics["accuracy"] <= 1
-    assert metrics["accuracy_pct_of_fp32"] == pytest.approx(100 * metrics["accuracy"] / metrics["fp32_accuracy"])
+    # both accuracies computed independently (onnxruntime + transformers; torch), and the ratio from those
+    int8_accuracy = onnx_accuracy(bundle, tiny_models["bert"], rows)
+    fp32_accuracy = torch_accuracy(tiny_models["bert"], rows)
+    assert metrics["rows"] == 200 and metrics["accuracy"] == pytest.approx(int8_accuracy)
+    assert metrics["fp32_accuracy"] == pytest.approx(fp32_accuracy)
+    assert metrics["accuracy_pct_of_fp32"] == pytest.approx(int8_accuracy / fp32_accuracy * 100)
     assert {c["label"] for c in metrics["per_class"]} == set(SST2_NAMES)
     assert sum(metrics["error_histogram"]["counts"]) == 200
     markdown = Path(f"{stem}.md").read_text()

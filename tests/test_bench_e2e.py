@@ -142,20 +142,38 @@ def test_bench_reports_e2e_overhead_and_roofline(tiny_bundles, capsys):
         roofline = result["roofline"]
         assert roofline["compared_with"] == peak and roofline["flops_method"]
         assert roofline["peak"]["fp32"]["gflops_per_s"] > 0 and roofline["peak"]["int8"]["gflops_per_s"] > 0
+        for precision in ("fp32", "int8"):  # the probe: 2 x 128 x 384 x 1536 = 150,994,944 FLOPs (worked by hand)
+            probe = roofline["peak"][precision]
+            assert probe["gflops_per_s"] * probe["p50_ms"] == pytest.approx(150.994944)  # GFLOP/s x ms = MFLOP
+        config = tiny_config("bert")
         for row in result["latency"]:
             assert "tokenize_ms" not in row and row["tokenizer"] == "wordpiece-fast-path"  # ASCII bench text
             # per run e2e >= model, so every order statistic is too
             assert row["e2e"]["p50_ms"] >= row["p50_ms"] and row["e2e"]["min_ms"] >= row["min_ms"]
-            assert row["overhead_pct"] == pytest.approx(100 * (row["e2e"]["p50_ms"] / row["p50_ms"] - 1))
+            added_ms = row["e2e"]["p50_ms"] - row["p50_ms"]
+            assert row["overhead_pct"] == pytest.approx(added_ms / row["p50_ms"] * 100)
+            # FLOPs from the independent analytic count (+ pooler and head on [CLS]), not from the manifest
+            head = 2 * config.hidden_size**2 + 2 * config.hidden_size * len(LABELS)
+            analytic = bert_flops(row["seq_length"], 2, config.hidden_size, config.intermediate_size) + head
+            assert row["flops"] == pytest.approx(analytic, rel=0.02)
             manifest_flops = open_bundle(tiny_bundles[recipe]).manifest.flops.per_seq_length
             assert row["flops"] == manifest_flops[str(row["seq_length"])]
-            assert row["gflops_per_s"] == pytest.approx(row["flops"] / row["p50_ms"] / 1e6)
-            assert row["pct_of_peak"] == pytest.approx(
-                100 * row["gflops_per_s"] / roofline["peak"][peak]["gflops_per_s"]
-            )
+            seconds = row["p50_ms"] / 1000
+            assert row["gflops_per_s"] == pytest.approx(row["flops"] / 1e9 / seconds)
+            peak_flops_per_ms = roofline["peak"][peak]["gflops_per_s"] * 1e6
+            assert row["pct_of_peak"] == pytest.approx(row["flops"] / row["p50_ms"] / peak_flops_per_ms * 100)
     console.print(bench_table(result), roofline_line(result))
     printed = capsys.readouterr().out
     assert "e2e p50" in printed and "overhead" in printed and "% fp32 peak" in printed and "GFLOP/s fp32" in printed
+
+
+def test_roofline_columns_on_hand_worked_figures():
+    """3 MFLOP in 1.5 ms is 2 GFLOP/s, half of a 4 GFLOP/s peak; no FLOPs or no time: no columns."""
+    from edge_bert.bench.roofline import achieved
+
+    assert achieved(3_000_000, 1.5, 4.0) == {"flops": 3_000_000, "gflops_per_s": 2.0, "pct_of_peak": 50.0}
+    assert achieved(3_000_000, 1.5, None) == {"flops": 3_000_000, "gflops_per_s": 2.0, "pct_of_peak": None}
+    assert achieved(None, 1.5, 4.0)["gflops_per_s"] is None and achieved(10, 0.0, 4.0)["pct_of_peak"] is None
 
 
 def test_bundle_without_flops_prints_dashes(tiny_bundles, capsys):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import SHARED_DATA, minilm_dir, sst2_dev, tiny_config
+from conftest import SHARED_DATA, minilm_dir, requires, sst2_dev, tiny_config
 from typer.testing import CliRunner
 
 from edge_bert.cli import app
@@ -23,7 +23,7 @@ from edge_bert.training.distill import DistillSettings, distill
 from edge_bert.training.setup import Job
 from edge_bert.training.student import build_student, distilbert_layer_map, tinybert_layer_map
 
-needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"labelled data not found at {SHARED_DATA}")
+needs_data = requires(SHARED_DATA.is_dir(), f"labelled data not found at {SHARED_DATA}")
 LABELS = ["negative", "positive"]
 
 
@@ -348,7 +348,9 @@ def test_run_distill_prints_teacher_and_student_side_by_side(teacher: Path, data
     )
     table = result.output[result.output.index("edge-bert run --distill 2") :]
     assert "teacher" in table and "student" in table and "% of teacher" in table and "p50 @128 ms" in table
-    assert result.exit_code in (0, 1), result.output  # 1 only if the (untrained) student misses the 95 % gate
+    # measured: exit 0 - the student and both bundles pass their gates (the student's % of teacher included);
+    # seeded teacher, data and training, so a 1 here is a regression, not chance
+    assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (tmp_path / "bundles").iterdir())
     assert any(n.startswith("teacher-l2-") for n in names) and any(n.startswith("teacher-tiny") for n in names), names
     assert (tmp_path / "models" / "teacher-l2" / "model.safetensors").is_file()

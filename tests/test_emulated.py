@@ -2,7 +2,7 @@
 
 Real qemu, real aarch64 wheels of onnxruntime and ai-edge-litert, real ARM kernels (NEON on the
 Cortex-A72 of emu:rpi4; sdot/udot on the Cortex-A76 of emu:rpi5). The userland is prepared once by
-``edge-bert device setup`` (``.ci/run`` does it; cached under ~/.cache/edge-bert). Under CI=true a
+``edge-bert device setup`` (``.ci/run`` does it; cached under ~/.cache/edge-bert). Under CI (conftest.IN_CI) a
 missing qemu or userland fails these tests instead of skipping them.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import unavailable
 from typer.testing import CliRunner
 
 from edge_bert.cli import app
@@ -41,12 +42,6 @@ def tiny_profile(name: str, out: Path) -> Path:
     path = out / f"tiny-random-{name}.toml"
     path.write_text(text)
     return path
-
-
-def unavailable(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +141,22 @@ def test_cli_marks_emulated_results_and_results_table(arm_bundles, host_results)
     assert "p50_ms" not in rows["emu:rpi5"] and rows["emu:rpi5"]["emulated_p50_ms"]
     markdown = runner.invoke(app, ["results", "reports", "--as", "markdown"])
     assert "emu:rpi4 (emulated)" in markdown.stdout and "| emulated |" in markdown.stdout
+
+
+def test_device_setup_is_idempotent(userland):
+    """`edge-bert device setup` (what .ci/run does first) on a ready userland leaves it alone and says so."""
+    stamp = userland / emu_setup.STAMP
+    before = (stamp.stat().st_mtime_ns, stamp.read_text(), (userland / emu_setup.SITE).stat().st_mtime_ns)
+    result = runner.invoke(app, ["device", "setup", "emu:rpi5"])
+    assert result.exit_code == 0, result.output
+    assert f"arm64 userland ready: {userland}" in result.output.replace("\n", "")
+    assert "debootstrap" not in result.output and "pip:" not in result.output  # nothing was fetched again
+    assert (stamp.stat().st_mtime_ns, stamp.read_text(), (userland / emu_setup.SITE).stat().st_mtime_ns) == before
+    assert "aarch64" in result.output and emu_setup.ready()  # the probe ran on the emulated board
+    local = runner.invoke(app, ["device", "setup", "local"])
+    assert local.exit_code == 0 and "nothing to prepare" in local.output
+    unknown = runner.invoke(app, ["device", "setup", "emu:rpi9"])
+    assert unknown.exit_code == 2 and "emu:rpi5" in unknown.output and "Traceback" not in unknown.output
 
 
 def test_device_check_shows_the_emulated_isa(userland):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import SHARED_DATA, minilm_dir, sst2_dev
+from conftest import SHARED_DATA, minilm_dir, requires, sst2_dev
 from test_distill import save_teacher, write_tsv
 from typer.testing import CliRunner
 
@@ -19,7 +19,7 @@ from edge_bert.evaldata import read_labelled
 from edge_bert.training import finetune as ft
 from edge_bert.training.setup import Job
 
-needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"evaluation data not found at {SHARED_DATA}")
+needs_data = requires(SHARED_DATA.is_dir(), f"evaluation data not found at {SHARED_DATA}")
 CLINC = SHARED_DATA / "clinc150" / "data_full.json"
 
 

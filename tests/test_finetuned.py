@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA, requires
 
+from edge_bert.bundle import sha256_file
 from edge_bert.convert.pipeline import convert
 from edge_bert.evaldata import read_labelled
 from edge_bert.training import finetune as ft
@@ -35,23 +36,40 @@ SETUPS = {
         "train",
     ),
 }
-CODE = [
-    Path(ft.__file__),
-    Path(ft.__file__).with_name("training_loop.py"),
-    Path(ft.__file__).with_name("training_data.py"),
-]
+#: what determines the fine-tuned model besides the data and the settings: the libraries that compute it
+LIBRARIES = ("torch", "transformers", "tokenizers", "numpy", "safetensors")
+
+
+def model_key(task: str, settings: object, data_files: list[Path]) -> str:
+    """Everything that determines the trained model: the training code (the whole edge_bert/training package),
+    the library versions, the bytes of the data files and the base model (MiniLM), and the settings."""
+    import importlib.metadata
+    import platform
+
+    from conftest import minilm_dir
+
+    code = sorted(Path(ft.__file__).parent.glob("*.py"))
+    base = sorted(p for p in minilm_dir().iterdir() if p.is_file())
+    parts = {
+        "task": task,
+        "settings": repr(settings),
+        "python": platform.python_version(),
+        "libraries": {name: importlib.metadata.version(name) for name in LIBRARIES},
+        "files": {f"{p.parent.name}/{p.name}": sha256_file(p) for p in [*code, *base, *sorted(set(data_files))]},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def trained(request: pytest.FixtureRequest, task: str) -> tuple[Path, dict]:
-    """Train once (the task's preset) and keep the result in pytest's cache, keyed by the code and settings."""
+    """Train once (the task's preset) and keep the result in pytest's cache, keyed by what determines it."""
     overrides, eval_file, eval_split, train_file, train_split = SETUPS[task]
-    code = b"".join(path.read_bytes() for path in CODE)
-    key = hashlib.sha256(code + json.dumps([task, overrides]).encode()).hexdigest()[:12]
+    settings = ft.settings_for(task, **overrides)
+    key = model_key(task, settings, [train_file, eval_file])
     out = Path(request.config.cache.mkdir("edge-bert-finetuned")) / f"{task}-{key}"
     summary_file = out / "eval_summary.json"
     if not summary_file.is_file():
         train, evaluation = read_labelled(train_file, split=train_split), read_labelled(eval_file, split=eval_split)
-        ft.finetune(Job(None, out, overwrite=True), train, ft.settings_for(task, **overrides), evaluation)
+        ft.finetune(Job(None, out, overwrite=True), train, settings, evaluation)
     summary = json.loads(summary_file.read_text())
     return out, {"accuracy": summary["eval"]["accuracy"]}
 

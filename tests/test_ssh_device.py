@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import unavailable
 from sshd_server import client_config, free_port, keygen, start_sshd
 from typer.testing import CliRunner
 
@@ -192,10 +193,11 @@ def test_full_disk_on_the_device(bundle, tmp_path_factory, monkeypatch):
 
     server = start_sshd(tmp_path_factory.mktemp("sshd-full"))
     server.device_dir.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(server.device_dir)], check=False)
+    mount = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(server.device_dir)]
+    mounted = subprocess.run(mount, capture_output=True, text=True, check=False)
     try:
-        if mounted.returncode != 0:
-            pytest.skip("cannot mount a small tmpfs here (needs root)")
+        if mounted.returncode != 0:  # CI runs as root (.ci/run installs with apt-get): there it must mount
+            unavailable(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
         monkeypatch.setenv("EDGE_BERT_SSH_CONFIG", str(server.config))
         result = runner.invoke(app, ["validate", str(bundle), "--device", server.url, "--remote-python", PYTHON])
         assert result.exit_code == 2, result.output
@@ -218,7 +220,11 @@ def test_validate_with_labelled_data_over_ssh(sshd, bundle, tmp_path):
     local = runner.invoke(app, ["validate", str(bundle), "--data", str(data), "--json", "-"])
     remote = runner.invoke(app, ["validate", str(bundle), "--data", str(data), "--json", "-", "--device", sshd.url,
                                  "--remote-python", PYTHON])  # fmt: skip
-    assert remote.exit_code == local.exit_code, remote.output
+    # measured: both pass (exit 0): the bundle has no fp32 reference, so the data gives accuracy only and the
+    # parity gates decide, and they pass on this bundle
+    assert local.exit_code == 0, local.output
+    assert remote.exit_code == 0, remote.output
+    assert "accuracy only" in json.loads(remote.stdout)["accuracy"]["notes"][0]
     local_accuracy, remote_accuracy = json.loads(local.stdout)["accuracy"], json.loads(remote.stdout)["accuracy"]
     assert remote_accuracy["rows"] == 30 and remote_accuracy["metrics"]["rows"] == 30
     assert remote_accuracy["metrics"] == local_accuracy["metrics"]  # same runtime: the same figures, row by row

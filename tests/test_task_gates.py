@@ -117,7 +117,11 @@ def test_no_rescue_for_a_gate_that_does_not_decide(tiny_models, tmp_path):
     (golden_only,) = convert(str(tiny_models["bert"]), profile, tmp_path / "b", recipes=["dynamic-int8"],
                              texts=texts, log=messages.append)  # fmt: skip
     assert any("rescue" in m for m in messages)  # here the gate decides, so rescue was tried
-    assert not golden_only.passed or golden_only.rescue is not None
+    # and refused: measured, the worst cosine goes 0.9985 -> 0.9997 with every one of the 9 ranked nodes float,
+    # short of 0.99999, so nothing is written (the rescue never reaches such a gate on this model)
+    assert any("rescue with" in m and "still fails" in m for m in messages)
+    assert not golden_only.passed and golden_only.rescue is None and golden_only.bundle is None
+    assert "failed its parity gate (min_worst_cosine" in golden_only.error
 
 
 def _on_circle(degrees: list[float]) -> np.ndarray:

@@ -19,7 +19,7 @@ from edge_bert.bundle import open_bundle
 from edge_bert.convert.architectures import REGISTRY
 from edge_bert.convert.pipeline import convert
 from edge_bert.errors import BundleError, ConversionError
-from edge_bert.formats.tflite.export import check_builtin_ops, float_ops, op_inventory
+from edge_bert.formats.tflite.export import check_builtin_ops, op_inventory
 from edge_bert.formats.tflite.quantize import quantize
 from edge_bert.profiles import load_profile
 from edge_bert.session import BundleSession
@@ -107,6 +107,28 @@ def _interpreter_float_ops(path: Path) -> tuple[dict[str, int], set[str]]:
     return counts, quantized
 
 
+def _flatbuffer_float_ops(path: Path) -> dict[str, int]:
+    """Independent of float_ops() and its operator walk: the .tflite read with the flatbuffer schema directly,
+    every subgraph's operators whose input or output tensor is a float, QUANTIZE/DEQUANTIZE aside."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    builtin = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
+    float_types = (schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.TensorType.FLOAT64)
+    counts: dict[str, int] = {}
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        is_float = [graph.Tensors(t).Type() in float_types for t in range(graph.TensorsLength())]
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            opcode = model.OperatorCodes(op.OpcodeIndex())
+            name = builtin[max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())]
+            touched = list(op.InputsAsNumpy()) + list(op.OutputsAsNumpy())
+            if name not in ("QUANTIZE", "DEQUANTIZE") and any(t >= 0 and is_float[t] for t in touched):
+                counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 @pytest.mark.parametrize(("recipe", "activations"), [("full-int8", "int8"), ("full-int16x8", "int16")])
 def test_full_integer_recipes_report_their_float_ops_and_the_verdict_matches_the_manifest(
     converted, tmp_path, recipe, activations
@@ -121,7 +143,8 @@ def test_full_integer_recipes_report_their_float_ops_and_the_verdict_matches_the
     settings = quantize(spec.recipe(recipe), fp32.model_path, dst, ("input_ids", "attention_mask", "token_type_ids"),
                         [16, 32, 64], calibration)  # fmt: skip
     assert settings["activations"].startswith(activations)
-    assert settings["float_ops"] == float_ops(dst) and settings["integer_graph"] == (not settings["float_ops"])
+    assert settings["float_ops"] == _flatbuffer_float_ops(dst)
+    assert settings["integer_graph"] == (not settings["float_ops"])
     seen, quantized = _interpreter_float_ops(dst)
     # three signatures of the same structure: LiteRT's view of one, times three, is what the file says
     assert {op: 3 * n for op, n in seen.items()} == settings["float_ops"]
@@ -144,8 +167,9 @@ def test_full_integer_recipes_report_their_float_ops_and_the_verdict_matches_the
     plain = {op: n for op, n in settings["float_ops"].items() if op != "SQUARED_DIFFERENCE"}
     assert outcome.settings["float_ops"] == plain
     if outcome.passed:  # written: its manifest carries the same claim and the gate figures validate reproduces
-        manifest = open_bundle(outcome.bundle).manifest.to_dict()
-        assert manifest["recipe"]["settings"]["float_ops"] == float_ops(open_bundle(outcome.bundle).model_path)
+        bundle = open_bundle(outcome.bundle)
+        manifest = bundle.manifest.to_dict()
+        assert manifest["recipe"]["settings"]["float_ops"] == _flatbuffer_float_ops(bundle.model_path)
         assert passed(manifest["conversion_check"]["gates"]) and validate(outcome.bundle)["passed"]
     else:
         assert outcome.bundle is None and "failed its parity gate" in outcome.error
@@ -297,7 +321,8 @@ def test_minilm_dynamic_int8_matches_sentence_transformers_and_ships_app_extras(
 @pytest.mark.slow
 def test_minilm_full_int16x8_verdict_is_the_profiles_gates_on_its_figures(tmp_path):
     """Real weights, shipped android profile: the a16w8 attempt is converted, its integer claim is read
-    back from the file, and written or refused exactly as the profile's gates say for its figures."""
+    back from the file, and written exactly as the profile's gates say for its figures: it is written
+    (measured: cosine 0.9983, worst 0.9934, above the profile's gates) and the written bundle validates."""
     from conftest import sst2_dev
 
     golden = [text for text, _ in sst2_dev(limit=32)]
@@ -313,11 +338,10 @@ def test_minilm_full_int16x8_verdict_is_the_profiles_gates_on_its_figures(tmp_pa
     assert not {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GELU", "RSQRT", "SQUARED_DIFFERENCE"} & set(
         settings["float_ops"]
     )
-    if outcome.passed:
-        manifest = open_bundle(outcome.bundle).manifest.to_dict()
-        assert manifest["recipe"]["settings"] == settings and validate(outcome.bundle)["passed"]
-    else:
-        assert outcome.bundle is None and "failed its parity gate" in outcome.error
+    assert outcome.passed and outcome.bundle is not None, outcome.error  # real MiniLM a16w8 is written
+    bundle = open_bundle(outcome.bundle)
+    assert bundle.manifest.to_dict()["recipe"]["settings"] == settings and validate(outcome.bundle)["passed"]
+    assert _flatbuffer_float_ops(bundle.model_path) == settings["float_ops"]  # the claim, read back from the file
 
 
 def test_tflite_validate_and_bench_run_without_torch(converted):
