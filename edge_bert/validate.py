@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_bert.accuracy import text_key
 from edge_bert.bundle import Bundle, open_bundle
-from edge_bert.errors import BundleError
+from edge_bert.errors import BundleError, InputError
 from edge_bert.evaldata import LabelledData
 from edge_bert.limits import check_option
 from edge_bert.profiles import Gates
@@ -94,6 +94,22 @@ def validate(
         "seconds": elapsed,
         "passed": bool(tokenizer_check["pass"] and passed(verdicts)),
     }
+
+
+def judge(result: dict[str, Any], bundle: Bundle, gates: Gates | None = None) -> dict[str, Any]:
+    """A validate result that came from elsewhere (a device), judged again here: the gate verdicts and
+    ``passed`` are re-derived from its metrics under the bundle's own gates (or ``gates``), never taken from
+    the device. A result whose metrics are missing or not numbers is refused (InputError, exit 2)."""
+    task = TASKS[bundle.task]
+    try:
+        evaluation = result.get("accuracy") or {}
+        verdicts = task.gate(result["parity"], evaluation.get("metrics"), gates or bundle_gates(bundle))
+        tokenizer_ok = result["checks"]["tokenizer"]["pass"] is True
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise InputError(
+            f"the device's validate result lacks what the gates read ({type(exc).__name__}: {str(exc)[:80]}); refused"
+        ) from exc
+    return {**result, "gates": verdicts, "passed": bool(tokenizer_ok and passed(verdicts))}
 
 
 def _gate_notes(parity: dict[str, Any], verdicts: dict[str, Any]) -> list[str]:

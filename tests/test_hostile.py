@@ -447,3 +447,39 @@ def test_a_column_name_is_never_taken_for_a_file(sshd, pristine, tmp_path, monke
     (report,) = Path("r").glob("*.validate.json")
     assert json.loads(report.read_text())["accuracy"]["rows"] == 2  # the column was read as a column
     assert not any(b"TOP-SECRET" in data for data in _device_files(sshd).values())
+
+
+# ---- 6. a device's answer is untrusted: the host re-derives the verdict ----
+
+
+def test_forged_pass_is_judged_again_from_the_metrics(pristine):
+    from edge_bert.validate import judge
+
+    honest = validate_module.validate(pristine)
+    forged = json.loads(json.dumps(honest))
+    forged["parity"]["mean_cosine"] = 0.5  # a collapsed model...
+    forged["passed"] = True  # ...claiming a pass, with every gate verdict "pass"
+    for verdict in forged["gates"].values():
+        verdict["pass"] = True
+    judged = judge(forged, open_bundle(pristine))
+    assert judged["passed"] is False and judged["gates"]["min_cosine"]["pass"] is False
+    assert judge(honest, open_bundle(pristine))["passed"] is True  # an honest pass stays a pass
+    forged["parity"]["mean_cosine"] = "high"
+    with pytest.raises(Exception, match="lacks what the gates read"):
+        judge(forged, open_bundle(pristine))
+
+
+def test_a_device_that_forges_its_pass_gets_exit_1(sshd, pristine, tmp_path):
+    """A real device (sshd on 127.0.0.1) whose Python rewrites the runner's answer: a failing cosine reported
+    next to "passed": true. The host judges the metrics itself and exits 1."""
+    evil = tmp_path / "evil-python"
+    evil.write_text(
+        f"#!/bin/sh\n{PYTHON} \"$@\" | sed -e 's/\"mean_cosine\": [0-9.e-]*/\"mean_cosine\": 0.5/' "
+        "-e 's/\"pass\": false/\"pass\": true/g' -e 's/\"passed\": false/\"passed\": true/'\n"
+    )
+    evil.chmod(0o755)
+    result = runner.invoke(app, ["validate", str(pristine), "--device", sshd.url, "--remote-python", str(evil),
+                                 "--json", "-", "--report-dir", str(tmp_path / "r")])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert document["passed"] is False and document["parity"]["mean_cosine"] == 0.5

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edge_bert.bundle import open_bundle
 from edge_bert.devices.base import Transport
+from edge_bert.validate import judge
 
 #: per verb, each keyword the local function takes -> how it reaches the device: a runner option name (sent
 #: as ``--name value``), or CARRIED when the CLI's value as typed goes instead (a profile name for ``gates``,
@@ -87,7 +89,9 @@ def validate_on(transport: Transport, bundle: Path, **options: Any) -> dict[str,
     with tempfile.TemporaryDirectory(prefix="edge-bert-reports-") as scratch:
         # the device writes its own copy of the reports somewhere harmless; the host writes the real ones
         reports = str(PurePosixPath(remote).parent.parent / "reports") if transport.kind == "ssh" else scratch
-        return transport.run_runner(["validate", remote, "--report-dir", reports, *_argv(transport, flags)])
+        result = transport.run_runner(["validate", remote, "--report-dir", reports, *_argv(transport, flags)])
+    # a device is untrusted: its verdict is re-derived here from its metrics under the bundle's own gates
+    return judge(result, open_bundle(bundle), options.get("gates"))
 
 
 def bench_on(transport: Transport, bundle: Path, **options: Any) -> dict[str, Any]:
