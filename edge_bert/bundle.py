@@ -365,13 +365,33 @@ def write_bundle(
     return Bundle(final.resolve(), parse_manifest(json.loads(raw)), raw)
 
 
-def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    """Every manifest goes through the schema before it is written: a bundle is never made unreadable."""
+def _write_manifest(root: Path, manifest: dict[str, Any] | Manifest) -> None:
+    """Every manifest goes through the typed object before it is written: a bundle is never made unreadable."""
     try:
-        plain = parse_manifest(manifest).to_dict()
+        plain = (manifest if isinstance(manifest, Manifest) else parse_manifest(manifest)).to_dict()
     except SchemaError as exc:
         raise BundleError(f"internal error: convert produced a manifest the runner would refuse: {exc}") from exc
     (root / MANIFEST).write_text(json.dumps(plain, indent=2) + "\n", encoding="utf-8")
+
+
+def with_manifest(bundle: Bundle, out: Path, manifest: Manifest, overwrite: bool = False) -> Path:
+    """Copy a verified bundle's files (the verified bytes, never the disk again) to ``out`` with an edited
+    typed manifest (fields outside ``files``, e.g. ``selection``), atomically (temp dir + rename)."""
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        staging.chmod(0o755)
+        for name in bundle.manifest.files:
+            target = staging / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(bundle.read(name))
+        _write_manifest(staging, parse_manifest(manifest.to_dict()))  # re-checked: an edit cannot break the schema
+        _replace_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
 
 
 def _replace_dir(staging: Path, final: Path) -> None:

@@ -11,18 +11,16 @@ An emulated device can check gates but its timings are qemu's, so it never decid
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edge_bert.bundle import open_bundle, with_manifest
 from edge_bert.devices import DeviceError
 from edge_bert.devices.base import Transport
 from edge_bert.devices.dispatch import bench_on, validate_on
+from edge_bert.errors import InputError
 
 RULE = (
     "fastest candidate that passes its gates on the device (p50 at the longest bench length); "
@@ -123,28 +121,19 @@ def selection_record(
 
 
 def install(winner: Path, out: Path, selection: dict[str, Any], overwrite: bool) -> Path:
-    """Copy the chosen bundle to OUT atomically and record the selection in its manifest (not checksummed)."""
-    final = out / winner.name
-    if final.exists() and not overwrite:
-        raise DeviceError(f"{final} already exists; pass --overwrite to replace it")
-    staging = Path(tempfile.mkdtemp(prefix=f".{winner.name}.", suffix=".tmp", dir=out))
+    """Copy the chosen bundle to OUT atomically and record the selection in its typed manifest (not checksummed);
+    the thread count chosen with the recipe becomes the bundle's default for bench and the runner."""
+    bundle = open_bundle(winner)
+    manifest = bundle.manifest
+    chosen = next(c for c in selection["candidates"] if c["chosen"])
+    target = manifest.target
+    if chosen["best_threads"]:
+        target = {**target, "bench": {**target.get("bench", {}), "threads": chosen["best_threads"]}}
     try:
-        shutil.copytree(winner, staging, dirs_exist_ok=True)
-        manifest = json.loads((staging / "manifest.json").read_text(encoding="utf-8"))
-        manifest["selection"] = selection
-        chosen = next(c for c in selection["candidates"] if c["chosen"])
-        if isinstance(manifest.get("target"), dict) and chosen["best_threads"]:
-            # the thread count chosen with the recipe becomes the bundle's default for bench and the runner
-            manifest["target"].setdefault("bench", {})["threads"] = chosen["best_threads"]
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        staging.chmod(0o755)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return final
+        edited = replace(manifest, selection=selection, target=target)
+        return with_manifest(bundle, out / winner.name, edited, overwrite)
+    except InputError as exc:
+        raise DeviceError(str(exc)) from exc
 
 
 def candidates_from(outcomes: list) -> list[Candidate]:
