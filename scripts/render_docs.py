@@ -164,6 +164,28 @@ def render_layout(package: Path) -> str:
     return _table(["module", "what it is for"], rows, right_from=2)
 
 
+def render_mediapipe(doc: dict[str, Any]) -> str:
+    """MediaPipe Tasks (model.mediapipe.tflite) against edge-bert's runner (model.tflite), per dev set."""
+    rows = []
+    for row in _field(doc, "rows"):
+        if "top1_clear" in row:
+            result = (
+                f"top-1 = runner on {100 * _field(row, 'top1_clear'):.1f} % of {_field(row, 'clear')} clear texts "
+                f"({100 * _field(row, 'top1_all'):.1f} % of all); max prob. diff {_field(row, 'max_prob_diff'):.2g}"
+            )
+            kept = _field(row, "top1_accents_kept")
+            result += "" if kept is None else f"; accents kept: top-1 = runner on {100 * kept:.1f} %"
+        else:
+            result = f"cosine: mean {_field(row, 'mean_cosine'):.5f}, worst {_field(row, 'worst_cosine'):.5f}"
+            kept = _field(row, "worst_cosine_accents_kept")
+            result += "" if kept is None else f"; accents kept: worst {kept:.3f}"
+        cells = [_field(row, k) for k in ("model", "recipe", "task", "data")]
+        rows.append([*map(str, cells), f"{_field(row, 'texts')} ({_field(row, 'accented')})", result])
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(_field(doc, "versions").items()))
+    header = ["model", "recipe", "MediaPipe task", "texts from", "texts (accented)", "MediaPipe vs runner"]
+    return _table(header, rows, right_from=len(header)) + f"\n`{_field(doc, 'command')}`; {versions}.\n"
+
+
 #: generated file -> (source named in its header, renderer)
 OUTPUTS: dict[str, tuple[str, Callable[[], str]]] = {
     "quickstart-run.md": ("docs/results/quickstart-run.json", lambda: render_run(_load("quickstart-run.json"))),
@@ -172,6 +194,10 @@ OUTPUTS: dict[str, tuple[str, Callable[[], str]]] = {
         lambda: render_bench(_load("bench-tflite-dynamic-int8.json")),
     ),
     "layout.md": ("the module docstrings of edge_bert/", lambda: render_layout(ROOT / "edge_bert")),
+    "mediapipe-agreement.md": (
+        "docs/results/mediapipe-agreement.json",
+        lambda: render_mediapipe(_load("mediapipe-agreement.json")),
+    ),
 }
 
 

@@ -62,7 +62,7 @@ def test_link_check_catches_a_broken_link():
 
 def test_generated_docs_equal_what_the_script_renders():
     rendered = _render_docs().render_all()
-    assert set(rendered) == {"quickstart-run.md", "bench-roofline.md", "layout.md"}
+    assert set(rendered) == {"quickstart-run.md", "bench-roofline.md", "layout.md", "mediapipe-agreement.md"}
     for name, text in rendered.items():
         committed = (ROOT / "docs" / "generated" / name).read_text(encoding="utf-8")
         assert committed == text, f"docs/generated/{name} is stale: run python scripts/render_docs.py"
@@ -82,6 +82,18 @@ def test_rendered_run_table_holds_the_result_files_numbers():
         assert f"| {entry['validate']['parity']['mean_cosine']:.5f} |" in row
 
 
+def test_rendered_mediapipe_table_holds_the_result_files_numbers():
+    import json
+
+    doc = json.loads((ROOT / "docs" / "results" / "mediapipe-agreement.json").read_text(encoding="utf-8"))
+    lines = _render_docs().render_mediapipe(doc).splitlines()
+    for entry in doc["rows"]:
+        prefix = f"| {entry['model']} | {entry['recipe']} | {entry['task']} | {entry['data']} |"
+        (row,) = [line for line in lines if line.startswith(prefix)]
+        figure = f"{100 * entry['top1_clear']:.1f} %" if "top1_clear" in entry else f"{entry['worst_cosine']:.5f}"
+        assert figure in row and f"| {entry['texts']} ({entry['accented']}) |" in row
+
+
 def test_render_docs_refuses_a_result_without_a_field(tmp_path, capsys, monkeypatch):
     module = _render_docs()
     (tmp_path / "quickstart-run.json").write_text('{"bundles": [{"validate": {}}]}')
@@ -91,7 +103,7 @@ def test_render_docs_refuses_a_result_without_a_field(tmp_path, capsys, monkeypa
     assert len(err) == 1 and "quickstart-run.json" in err[0] and "bench" in err[0]
 
 
-@pytest.mark.parametrize("name", ["quickstart-run.md", "bench-roofline.md", "layout.md"])
+@pytest.mark.parametrize("name", ["quickstart-run.md", "bench-roofline.md", "layout.md", "mediapipe-agreement.md"])
 def test_every_generated_file_is_included_by_a_page(name):
     pages = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md"))
     assert f'--8<-- "generated/{name}"' in pages

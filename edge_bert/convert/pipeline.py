@@ -276,6 +276,7 @@ def _write(
     extra: dict[str, Any],
 ) -> Bundle:
     """Stage the bundle, gate it with the runner's validate (raises GateFailure), rename it into place."""
+    checks: dict[str, Any] = {}  # what the format measured on its extra files (e.g. the MediaPipe model)
 
     def populate(staging: Path) -> dict[str, Any]:
         loaded = fmt.job.loaded
@@ -285,7 +286,7 @@ def _write(
         fmt.job.golden.save(staging / "golden.npz")
         if loaded.labels:
             (staging / "labels.txt").write_text("\n".join(loaded.labels) + "\n", encoding="utf-8")
-        fmt.write_extras(staging)
+        checks.update(fmt.write_extras(staging, recipe) or {})
         manifest = {**_manifest(fmt, recipe, settings, export, final.name), **extra}
         if reference is not None:
             reference.save(staging)
@@ -296,7 +297,7 @@ def _write(
         result = validate(staging, gates=recipe.gates, data=reference.data if reference else None)
         if not result["passed"]:
             raise GateFailure(result)
-        check = {"parity": result["parity"], "gates": result["gates"]}
+        check = {"parity": result["parity"], "gates": result["gates"], **checks}
         if metrics := (result["accuracy"] or {}).get("metrics"):
             check["accuracy"] = summary(metrics)
         return {"conversion_check": check}

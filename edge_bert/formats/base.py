@@ -104,9 +104,10 @@ class ModelFormat(ABC):
         """A node name short enough for a log line."""
         return node
 
-    def write_extras(self, staging: Path) -> None:
-        """Format-specific files next to the model (e.g. what an Android app needs); none by default."""
-        return
+    def write_extras(self, staging: Path, recipe: Recipe) -> dict[str, Any] | None:
+        """Format-specific files next to the model (e.g. what an Android app needs); none by default.
+        Returns what they measured, for the manifest's ``conversion_check`` (or None)."""
+        return None
 
     def manifest_fields(self) -> dict[str, Any]:
         static = self.seq_lengths()

@@ -60,7 +60,7 @@ class OnnxFormat(ModelFormat):
         self._bases[fuse_attention] = result
         return result
 
-    def write_extras(self, staging: Path) -> None:
+    def write_extras(self, staging: Path, recipe: Recipe) -> None:
         if self.job.spec.options.ort_format:
             write_ort(staging / self.model_file, staging / "model.ort")
 

@@ -18,6 +18,7 @@ from edge_bert.formats.tflite.extras import (
     write_tokenizer_cases,
     write_vocab,
 )
+from edge_bert.formats.tflite.mediapipe import android_section, write_mediapipe_model
 from edge_bert.formats.tflite.quantize import quantize
 from edge_bert.formats.tflite.sensitivity import short_name
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
@@ -121,9 +122,9 @@ class TfliteFormat(ModelFormat):
         fields["shapes"]["signatures"] = self._signatures
         return fields
 
-    def write_extras(self, staging: Path) -> None:
+    def write_extras(self, staging: Path, recipe: Recipe) -> dict[str, Any] | None:
         if not self.job.spec.options.app_extras:
-            return
+            return None
         job = self.job
         write_vocab(job.loaded.tokenizer, staging / "vocab.txt")
         texts = case_texts(job.golden.texts)
@@ -131,4 +132,7 @@ class TfliteFormat(ModelFormat):
         lowercase = bool(getattr(job.loaded.tokenizer, "do_lower_case", False))
         signatures = signature_details(staging / self.model_file)
         title = staging.name[1:].rsplit(".", 2)[0]  # write_bundle stages in ".{bundle name}.{random}.tmp"
-        (staging / "ANDROID.md").write_text(android_md(title, signatures, lowercase, job.max_length), encoding="utf-8")
+        mediapipe = write_mediapipe_model(self, staging, recipe.gates, title)
+        guide = android_md(title, signatures, lowercase, job.max_length) + android_section(mediapipe)
+        (staging / "ANDROID.md").write_text(guide, encoding="utf-8")
+        return {"mediapipe": mediapipe}
