@@ -246,7 +246,7 @@ def mediapipe_outputs(model: Path, texts: list[str], task: str) -> np.ndarray:
     from mediapipe.tasks.python.text import text_classifier, text_embedder
 
     base = BaseOptions(model_asset_path=str(model))
-    if task == "text-classification":
+    if TASK_CLASS[task] == "TextClassifier":
         options = text_classifier.TextClassifierOptions(base_options=base, max_results=-1)
         with text_classifier.TextClassifier.create_from_options(options) as classifier:
             rows = [classifier.classify(text).classifications[0].categories for text in texts]
@@ -266,7 +266,7 @@ def gate_mediapipe(
     first, as the app is told to, when the reference tokenizer strips them."""
     inputs = [strip_accents(t) if strips_accents else t for t in texts]
     outputs = mediapipe_outputs(model, inputs, task)
-    if task == "text-classification":  # probabilities -> log-probabilities: parity softmaxes them back
+    if TASK_CLASS[task] == "TextClassifier":  # probabilities -> log-probabilities: parity softmaxes them back
         outputs = np.log(np.maximum(outputs, 1e-30))
     spec = TASKS[task]
     metrics = spec.parity(outputs, np.asarray(reference), gates)
