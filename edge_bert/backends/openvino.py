@@ -18,6 +18,7 @@ from edge_bert.errors import BundleError
 
 #: where the bf16 recipe records its precision inside the IR (read by compile_model and by us)
 PRECISION_KEY = ["runtime_options", "INFERENCE_PRECISION_HINT"]
+_PROBE_PRECISION = ["framework", "INFERENCE_PRECISION_HINT"]
 
 
 class OpenvinoBackend(Backend):
@@ -51,7 +52,11 @@ class OpenvinoBackend(Backend):
     def probe(model: bytes, threads: int | None = None) -> Callable[[], object]:
         """One run of a probe model (bench's roofline; ONNX, read by OpenVINO's ONNX frontend) on random
         inputs, compiled as a bundle is."""
-        compiled = _compile(_read(model, None), threads)
+        probe = _read(model, None)
+        # the bf16 probe asks for bf16 in its ONNX metadata, which OpenVINO reads into rt_info/framework
+        if probe.has_rt_info(_PROBE_PRECISION):
+            probe.set_rt_info(probe.get_rt_info(_PROBE_PRECISION).astype(str), PRECISION_KEY)
+        compiled = _compile(probe, threads)
         request = compiled.create_infer_request()
         rng = np.random.default_rng(0)
         feeds = {i.get_any_name(): rng.standard_normal(list(i.get_shape())).astype(np.float32) for i in compiled.inputs}
