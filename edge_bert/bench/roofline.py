@@ -3,12 +3,11 @@
 The model's FLOPs per sequence length come from the manifest (counted from the graph at convert
 time, a multiply-add = 2 FLOPs); the device's peak is measured here, through the same runtime and at
 the same thread count as the bundle, on one BERT-sized GEMM - (128 x 384) . (384 x 1536), MiniLM's FFN
-up-projection at 128 tokens - in fp32 and in int8, and in bf16 for OpenVINO (probe files shipped in edge_bert/data/probes, made
-by scripts/make_probes.py; they are package data, never read from a bundle). Achieved GFLOP/s =
-FLOPs / model p50; "% of peak" compares a recipe with the peak its kind's descriptor names
+up-projection at 128 tokens - in fp32 and in int8, and in bf16 for OpenVINO (probe files shipped in
+edge_bert/data/probes, made by scripts/make_probes.py; they are package data, never read from a bundle).
+Achieved GFLOP/s = FLOPs / model p50; "% of peak" compares a recipe with the peak its kind's descriptor names
 (``RecipeKind.precision``: int8 where the matrix products run on integers, bf16 for OpenVINO's bf16
-recipe, fp32 otherwise). Both the
-probe figure and the model's are medians.
+recipe, fp32 otherwise). Both the probe figure and the model's are medians.
 """
 
 from __future__ import annotations
