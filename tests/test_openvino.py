@@ -131,13 +131,9 @@ def test_onnx_path_never_imports_openvino(tiny_models, sst2_texts, tmp_path):
 def test_minilm_parity_per_precision(tmp_path):
     """all-MiniLM-L6-v2 against PyTorch: fp32 exact to 1e-4, bf16 and NNCF static int8 within the embedding
     gates of the x86-vnni profile (validate passes on load)."""
-    outcomes = {
-        o.recipe: o
-        for o in convert(
-            None, "x86-vnni", tmp_path, formats=["openvino"], recipes=["fp32", "bf16", "static-int8"],
-            log=lambda _: None,
-        )  # fmt: skip
-    }
+    recipes = ["fp32", "bf16", "static-int8"]
+    converted = convert(None, "x86-vnni", tmp_path, formats=["openvino"], recipes=recipes, log=lambda _: None)
+    outcomes = {o.recipe: o for o in converted}
     assert outcomes["fp32"].passed and outcomes["fp32"].parity["max_abs_error"] <= 1e-4
     assert outcomes["static-int8"].passed and outcomes["static-int8"].parity["mean_cosine"] > 0.99
     if HOST_BF16 is None:

@@ -35,7 +35,7 @@ class OpenvinoBackend(Backend):
         self._request = self._compiled.create_infer_request()
         self._outputs = [o.get_any_name() for o in self._compiled.outputs]
         #: the precision the plugin computes in (``bf16`` only where the IR asked for it and the CPU has it)
-        self.precision = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
     @property
     def input_names(self) -> list[str]:
