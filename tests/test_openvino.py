@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require_module
+from conftest import convert_families, require_module
 
 require_module("nncf", "the openvino-convert extra is not installed")
 
@@ -33,11 +33,7 @@ HOST_BF16 = bf16_refusal(str(fingerprint()["machine"]), fingerprint()["isa_flags
 
 @pytest.fixture(scope="module")
 def converted(tiny_models, sst2_texts, tmp_path_factory):
-    out = tmp_path_factory.mktemp("openvino-bundles")
-    return {
-        arch: {o.recipe: o for o in convert(str(path), OPENVINO_PROFILE, out, texts=sst2_texts, log=lambda _: None)}
-        for arch, path in tiny_models.items()
-    }
+    return convert_families(tiny_models, OPENVINO_PROFILE, tmp_path_factory.mktemp("openvino-bundles"), sst2_texts)
 
 
 @pytest.mark.parametrize("arch", sorted(REGISTRY))

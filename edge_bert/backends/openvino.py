@@ -87,4 +87,6 @@ def _compile(model: ov.Model, threads: int | None) -> ov.CompiledModel:
 
 
 def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    """OpenVINO's reason is its message's last line (the first ones name its own source files)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines or [type(exc).__name__])[-1][:300]
