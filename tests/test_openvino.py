@@ -15,6 +15,7 @@ from conftest import convert_families, require_module
 
 require_module("nncf", "the openvino-convert extra is not installed")
 
+from edge_bert.bench.protocol import bench
 from edge_bert.bundle import open_bundle
 from edge_bert.convert.architectures import REGISTRY
 from edge_bert.convert.pipeline import convert
@@ -137,3 +138,16 @@ def test_minilm_parity_per_precision(tmp_path):
     for outcome in outcomes.values():
         if outcome.passed:
             assert validate(outcome.bundle)["passed"]
+
+
+def test_bench_compares_with_the_openvino_peak_of_its_precision(converted):
+    """bench's roofline probes OpenVINO itself, in fp32, bf16 and int8, and compares each recipe with its own."""
+    for recipe, precision in (("static-int8", "int8"), ("bf16", "bf16")):
+        if recipe == "bf16" and HOST_BF16 is not None:
+            continue
+        result = bench(converted["bert"][recipe].bundle, threads=1, seq_lengths=(16,), warmup=1, runs=3)
+        roofline = result["roofline"]
+        assert roofline["compared_with"] == precision and result["runtime"]["name"] == "openvino"
+        assert {"fp32", "bf16", "int8"} <= set(roofline["peak"])
+        assert all(roofline["peak"][p]["gflops_per_s"] > 0 for p in ("fp32", "bf16", "int8"))
+        assert result["latency"][0]["pct_of_peak"] > 0
