@@ -168,7 +168,9 @@ class Manifest:
 
     @property
     def model_bytes(self) -> int:
-        return self.files[self.model_file].bytes
+        """The model's size: its model file, and its weights file where the format has one (OpenVINO)."""
+        weights = FORMATS[self.format].weights_file
+        return self.files[self.model_file].bytes + (self.files[weights].bytes if weights in self.files else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
@@ -191,6 +193,9 @@ def parse_manifest(data: Any) -> Manifest:
     for key in ("model_file", "tokenizer_file", "golden_file"):
         if getattr(manifest, key) not in manifest.files:
             raise SchemaError(key, f"{getattr(manifest, key)!r} is not listed in files")
+    weights = FORMATS[manifest.format].weights_file
+    if weights is not None and weights not in manifest.files:
+        raise SchemaError("files", f"a {manifest.format} bundle needs its weights file {weights!r} listed in files")
     if manifest.eval and manifest.eval.file not in manifest.files:
         raise SchemaError("eval.file", f"{manifest.eval.file!r} is not listed in files")
     for name in manifest.files:

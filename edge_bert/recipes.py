@@ -120,6 +120,26 @@ class TfliteFullInt16x8Options(TfliteFullInt8Options):
 
 
 @dataclass(frozen=True)
+class OpenvinoStaticInt8Options(RecipeOptions):
+    """NNCF post-training static int8 (``nncf.quantize``, ModelType.TRANSFORMER): int8 activations and
+    weights, run by OpenVINO's CPU plugin on VNNI/AMX int8 kernels. No ``keep_float`` yet: the format has
+    no per-node sensitivity, so it is not rescuable."""
+
+    calibration_samples: int = field(default=CALIBRATION_SAMPLES, metadata={CHECK: at_least(1)})
+    #: NNCF's preset: "performance" (symmetric activations) or "mixed" (asymmetric activations)
+    preset: Literal["performance", "mixed"] = "mixed"
+    #: NNCF's SmoothQuant strength for MatMuls (its transformer default is 0.95 when unset); negative: off
+    smooth_alpha: float | None = field(default=None, metadata={CHECK: between(-1.0, 1.0)})
+
+
+@dataclass(frozen=True)
+class OpenvinoWeightInt8Options(RecipeOptions):
+    """``nncf.compress_weights``: int8 weights of the matrix products, activations stay float."""
+
+    mode: Literal["int8_asym", "int8_sym"] = "int8_asym"
+
+
+@dataclass(frozen=True)
 class OnnxOptions:
     """The ``[onnx]`` table of a profile (besides ``recipes`` and ``recipe``)."""
 
@@ -140,6 +160,11 @@ class TfliteOptions:
 
 
 @dataclass(frozen=True)
+class OpenvinoOptions:
+    """The ``[openvino]`` table of a profile: no format-wide options yet (the sequence axis stays dynamic)."""
+
+
+@dataclass(frozen=True)
 class RecipeKind:
     """One recipe kind of one format; everything that treats kinds differently asks this, not a list of names."""
 
@@ -152,8 +177,8 @@ class RecipeKind:
     producer: str
     #: the probe peak bench's roofline compares it with: "int8" where the matrix products run on integers
     #: (int8 weights with int8 or int16 activations), else "fp32" (fp16 and weight-only int8 weights are
-    #: widened to fp32 at load on a CPU)
-    precision: Literal["fp32", "int8"] = "fp32"
+    #: widened to fp32 at load on a CPU); "bf16" where the runtime is told to compute in bfloat16
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"
     #: integer activations between input and output, for NPU delegates: quantized from the integer-friendly
     #: export, and the float ops left in the written file are recorded
     full_integer: bool = False
@@ -171,6 +196,7 @@ class RecipeKind:
 
 _ONNX = "edge_bert.formats.onnx.quantize"
 _TFLITE = "edge_bert.formats.tflite.quantize"
+_OPENVINO = "edge_bert.formats.openvino.quantize"
 
 #: every recipe kind, registered once (a profile's ``[FORMAT]`` table lists them in this order)
 KINDS: tuple[RecipeKind, ...] = (
@@ -193,6 +219,10 @@ KINDS: tuple[RecipeKind, ...] = (
         precision="int8",
         full_integer=True,
     ),
+    RecipeKind("fp32", "openvino", RecipeOptions, f"{_OPENVINO}:fp32"),
+    RecipeKind("bf16", "openvino", RecipeOptions, f"{_OPENVINO}:bf16", precision="bf16"),
+    RecipeKind("static-int8", "openvino", OpenvinoStaticInt8Options, f"{_OPENVINO}:static_int8", precision="int8"),
+    RecipeKind("weight-int8", "openvino", OpenvinoWeightInt8Options, f"{_OPENVINO}:weight_int8"),
 )
 
 
@@ -214,6 +244,14 @@ class FormatDescriptor:
     options: type
     #: its recipe kinds by name
     recipes: dict[str, RecipeKind]
+    #: a second file the model needs (OpenVINO IR: the weights .bin beside the .xml), read and verified
+    #: through the bundle like the model file and handed to the backend as ``weights``
+    weights_file: str | None = None
+
+    @property
+    def model_files(self) -> tuple[str, ...]:
+        """The bundle files the model is made of."""
+        return (self.model_file,) if self.weights_file is None else (self.model_file, self.weights_file)
 
 
 FORMATS: dict[str, FormatDescriptor] = {
@@ -238,5 +276,17 @@ FORMATS: dict[str, FormatDescriptor] = {
         converter_extra="tflite",
         options=TfliteOptions,
         recipes=_kinds("tflite"),
+    ),
+    "openvino": FormatDescriptor(
+        name="openvino",
+        model_file="model.xml",
+        weights_file="model.bin",
+        runtime="openvino",
+        backend="edge_bert.backends.openvino:OpenvinoBackend",
+        runtime_extra="openvino",
+        converter="edge_bert.formats.openvino.format:OpenvinoFormat",
+        converter_extra="openvino-convert",
+        options=OpenvinoOptions,
+        recipes=_kinds("openvino"),
     ),
 }

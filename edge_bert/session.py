@@ -15,6 +15,7 @@ from edge_bert.bundle import Bundle
 from edge_bert.errors import BundleError, InputError
 from edge_bert.ner import Entity, encode_words, entities
 from edge_bert.qa import MAX_ANSWER_TOKENS, Span, best_span
+from edge_bert.recipes import FORMATS
 from edge_bert.tasks import TASKS, Answer
 from edge_bert.wordpiece import FastWordPiece
 
@@ -163,10 +164,12 @@ class BundleSession:
         self.encoder = TextEncoder(bundle)
         backend = backend_class(bundle.format)
         model = bundle.read(bundle.manifest.model_file)
+        weights_file = FORMATS[bundle.format].weights_file  # OpenVINO IR: the .bin beside the .xml
+        extra = {"weights": bundle.read(weights_file)} if weights_file else {}
         start = time.perf_counter()
-        self.backend = backend(model, threads=threads, where=str(bundle.model_path))
+        self.backend = backend(model, threads=threads, where=str(bundle.model_path), **extra)
         self.load_seconds = time.perf_counter() - start
-        del model
+        del model, extra
         self._dtypes = {spec.name: np.dtype(spec.dtype) for spec in bundle.manifest.inputs}
         missing = set(self._dtypes) - set(self.backend.input_names)
         if missing:

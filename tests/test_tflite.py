@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LABELS, require_module, run_cli_without_frameworks, save_tiny_model
+from conftest import LABELS, convert_families, require_module, run_cli_without_frameworks, save_tiny_model
 
 require_module("litert_torch", "the tflite extra is not installed")
 
@@ -35,11 +35,7 @@ MAY_FAIL = {"full-int8", "full-int16x8"}
 
 @pytest.fixture(scope="module")
 def converted(tiny_models, sst2_texts, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tflite-bundles")
-    return {
-        arch: {o.recipe: o for o in convert(str(path), TFLITE_PROFILE, out, texts=sst2_texts, log=lambda _: None)}
-        for arch, path in tiny_models.items()
-    }
+    return convert_families(tiny_models, TFLITE_PROFILE, tmp_path_factory.mktemp("tflite-bundles"), sst2_texts)
 
 
 @pytest.mark.parametrize("arch", sorted(REGISTRY))

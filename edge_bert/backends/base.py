@@ -13,7 +13,9 @@ class Backend(ABC):
 
     Constructing the backend is the "cold load" that bench times, so do all session creation there.
     It takes the model's bytes, not a path: the bundle verified exactly these bytes, and a runtime
-    given a path could open other files beside it (ONNX external data) that nobody checked.
+    given a path could open other files beside it (ONNX external data) that nobody checked. A format
+    whose model is two files (``FormatDescriptor.weights_file``: OpenVINO's .xml + .bin) also takes
+    ``weights=`` bytes, verified the same way; the others are never passed it.
     """
 
     runtime: str = ""

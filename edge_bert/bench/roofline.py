@@ -3,11 +3,11 @@
 The model's FLOPs per sequence length come from the manifest (counted from the graph at convert
 time, a multiply-add = 2 FLOPs); the device's peak is measured here, through the same runtime and at
 the same thread count as the bundle, on one BERT-sized GEMM - (128 x 384) . (384 x 1536), MiniLM's FFN
-up-projection at 128 tokens - in fp32 and in int8 (probe files shipped in edge_bert/data/probes, made
-by scripts/make_probes.py; they are package data, never read from a bundle). Achieved GFLOP/s =
-FLOPs / model p50; "% of peak" compares a recipe with the peak its kind's descriptor names
-(``RecipeKind.precision``: int8 where the matrix products run on integers, fp32 otherwise). Both the
-probe figure and the model's are medians.
+up-projection at 128 tokens - in fp32 and in int8, and in bf16 for OpenVINO (probe files shipped in
+edge_bert/data/probes, made by scripts/make_probes.py; they are package data, never read from a bundle).
+Achieved GFLOP/s = FLOPs / model p50; "% of peak" compares a recipe with the peak its kind's descriptor names
+(``RecipeKind.precision``: int8 where the matrix products run on integers, bf16 for OpenVINO's bf16
+recipe, fp32 otherwise). Both the probe figure and the model's are medians.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ PROBE_FLOPS = 2 * M * K * N
 PROBE_FILES = {
     "onnxruntime": {"fp32": "gemm-fp32.onnx", "int8": "gemm-int8.onnx"},
     "litert": {"fp32": "gemm-fp32.tflite.gz", "int8": "gemm-int8.tflite.gz"},
+    "openvino": {
+        "fp32": "gemm-fp32.openvino.onnx",
+        "bf16": "gemm-bf16.openvino.onnx",
+        "int8": "gemm-int8.openvino.onnx",
+    },
 }
 
 
@@ -37,9 +42,10 @@ def probe_bytes(runtime: str, precision: str) -> bytes:
 
 
 def measure_peaks(backend: type[Backend], runtime: str, threads: int, warmup: int = 3, runs: int = 15) -> dict:
-    """GFLOP/s of the fp32 and int8 probe GEMMs through ``backend``'s runtime (median and best of ``runs``)."""
+    """GFLOP/s of the runtime's probe GEMMs (fp32, int8, and bf16 where the runtime has a bf16 probe) through
+    ``backend``'s runtime (median and best of ``runs``)."""
     peaks: dict[str, Any] = {}
-    for precision in ("fp32", "int8"):
+    for precision in PROBE_FILES[runtime]:
         run = backend.probe(probe_bytes(runtime, precision), threads=threads)
         for _ in range(warmup):
             run()

@@ -48,6 +48,8 @@ _TOOLS = (
     "litert-torch",
     "litert-quantizer",
     "ai-edge-litert",
+    "openvino",
+    "nncf",
 )
 
 Log = Callable[[str], None]
@@ -224,7 +226,8 @@ def _produce_bundle(
     def outcome(
         bundle: Path | None, check: dict[str, Any] | None, error: str | None = None, rescued: dict | None = None
     ) -> RecipeOutcome:
-        size = model_file.stat().st_size if model_file.exists() else None
+        files = fmt.bundle_files(model_file).values()
+        size = sum(f.stat().st_size for f in files) if all(f.exists() for f in files) else None
         parity, accuracy = (check or {}).get("parity"), (check or {}).get("accuracy")
         seconds = time.perf_counter() - start
         return RecipeOutcome(
@@ -280,7 +283,8 @@ def _write(
 
     def populate(staging: Path) -> dict[str, Any]:
         loaded = fmt.job.loaded
-        shutil.copyfile(model_file, staging / fmt.model_file)
+        for name, produced in fmt.bundle_files(model_file).items():
+            shutil.copyfile(produced, staging / name)
         loaded.config.save_pretrained(staging)
         loaded.tokenizer.save_pretrained(staging)
         fmt.job.golden.save(staging / "golden.npz")

@@ -19,7 +19,11 @@ from typing import Any, ClassVar
 from edge_bert.errors import EdgeBertError
 
 #: What to install on a device that lacks the runner, by bundle format.
-INSTALL_HINT = {"onnx": 'pip install "edge-bert[onnx]"', "tflite": 'pip install "edge-bert[litert]"'}
+INSTALL_HINT = {
+    "onnx": 'pip install "edge-bert[onnx]"',
+    "tflite": 'pip install "edge-bert[litert]"',
+    "openvino": 'pip install "edge-bert[openvino]"',
+}
 
 
 class DeviceError(EdgeBertError):

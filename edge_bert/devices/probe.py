@@ -30,7 +30,7 @@ FLAGS = (
     "sve",
     "sve2",
 )
-DISTS = ("edge-bert", "numpy", "tokenizers", "onnxruntime", "ai-edge-litert", "tflite-runtime")
+DISTS = ("edge-bert", "numpy", "tokenizers", "onnxruntime", "ai-edge-litert", "tflite-runtime", "openvino")
 
 
 def cpuinfo():

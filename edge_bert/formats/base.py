@@ -104,6 +104,10 @@ class ModelFormat(ABC):
         """A node name short enough for a log line."""
         return node
 
+    def bundle_files(self, model_file: Path) -> dict[str, Path]:
+        """The produced files that make up the model, by their name in the bundle (OpenVINO: .xml and .bin)."""
+        return {self.model_file: model_file}
+
     def write_extras(self, staging: Path, recipe: Recipe) -> dict[str, Any] | None:
         """Format-specific files next to the model (e.g. what an Android app needs); none by default.
         Returns what they measured, for the manifest's ``conversion_check`` (or None)."""

@@ -216,6 +216,10 @@ def bench_table(result: dict[str, Any]) -> Table:
     return table
 
 
+#: the probe precisions a roofline line lists, in this order (bf16: OpenVINO only)
+_PEAKS = ("fp32", "bf16", "int8")
+
+
 def roofline_line(result: dict[str, Any]) -> str | None:
     """The line under the bench table: the measured peaks and which one "% of peak" uses."""
     roofline = result.get("roofline") or {}
@@ -224,8 +228,9 @@ def roofline_line(result: dict[str, Any]) -> str | None:
         return None
     tag = "emulated " if result.get("emulated") else ""
     counted = "" if roofline.get("flops_method") else "; the bundle has no FLOP count (convert it again): no roofline"
+    peaks = ", ".join(f"{peak[p]['gflops_per_s']:.0f} GFLOP/s {p}" for p in _PEAKS if p in peak)
     return terminal(
-        f"{tag}peak {peak['fp32']['gflops_per_s']:.0f} GFLOP/s fp32, {peak['int8']['gflops_per_s']:.0f} GFLOP/s int8 "
+        f"{tag}peak {peaks} "
         f"(median GEMM {peak['gemm']} through {result['runtime']['name']}, {peak['threads']} threads); "
         f"% of peak vs {roofline['compared_with']} (recipe {result['recipe']}){counted}"
     )

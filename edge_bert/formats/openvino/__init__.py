@@ -1,0 +1,1 @@
+"""OpenVINO IR (.xml + .bin): openvino.convert_model export, NNCF recipes."""
