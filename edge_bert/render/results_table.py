@@ -94,6 +94,8 @@ def _merge(found: dict[tuple[str, str], dict[str, Any]], result: dict[str, Any],
         )
     else:
         p50 = {str(r["seq_length"]): r["p50_ms"] for r in result["latency"]}
+        if not all(key.isdigit() and _is_number(ms) for key, ms in p50.items()):
+            raise TypeError("latency rows need an integer seq_length and a number p50_ms")
         row["emulated_p50_ms" if row["emulated"] else "p50_ms"] = p50
         row["threads"] = result["settings"]["threads"]
 
@@ -152,6 +154,10 @@ def render(rows: list[dict[str, Any]], fmt: str) -> None:
     for cells in body:
         table.add_row(*(terminal(cell) for cell in cells))
     console.print(table)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _num(value: Any, digits: int) -> str:
