@@ -100,12 +100,6 @@ REGISTRY: dict[str, ArchitectureConfig] = {
             hidden_attr="true_hidden_size",
             notes="NoNorm instead of LayerNorm and bottlenecks: the bert fusions find little to fuse",
         ),
-        # the worked example of adding a family (docs/architecture.md): this entry and its test, nothing else
-        ArchitectureConfig(
-            "electra",
-            _BERT_INPUTS,
-            notes="ELECTRA discriminators (e.g. electra-small): BERT layers, embeddings projected to the hidden size",
-        ),
     )
 }
 
