@@ -10,7 +10,9 @@ calibrated on real texts) and ``nncf.compress_weights`` (int8 weights only).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -106,12 +108,16 @@ def weight_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) 
 
 
 class _quiet:
-    """NNCF logs progress and info per call; a conversion prints its own lines."""
+    """NNCF logs info per call and draws rich progress bars on ``sys.stdout``, which is edge-bert's own output
+    (pure JSON with ``--json -``): its bars go to stderr instead - the third-party log, or the terminal with -v."""
 
     def __enter__(self) -> None:
         self._logger = logging.getLogger("nncf")
         self._level = self._logger.level
         self._logger.setLevel(logging.ERROR)
+        self._stdout = contextlib.redirect_stdout(sys.stderr)
+        self._stdout.__enter__()
 
     def __exit__(self, *exc: object) -> None:
+        self._stdout.__exit__(*exc)
         self._logger.setLevel(self._level)
