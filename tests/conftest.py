@@ -186,3 +186,17 @@ def with_static_int8(target: str, out: Path) -> Path:
     path = out / f"{target}-static.toml"
     path.write_text(text + STATIC_INT8_RECIPE)
     return path
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 (tests/sshd_server.py), one per test module; the client reads its
+    config through EDGE_BERT_SSH_CONFIG (ssh -F), host-key checking on."""
+    from sshd_server import start_sshd
+
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGE_BERT_SSH_CONFIG", str(server.config))
+        yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)

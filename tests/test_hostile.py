@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sshd_server import start_sshd
 from test_untrusted_input import TINY_PROFILE, _assert_refused, _manifest, _resign, _save
 from typer.testing import CliRunner
 
@@ -189,16 +188,6 @@ def test_every_file_is_read_from_disk_once(bundle, monkeypatch):
 
 
 # ---- 1. the ssh transport sends nothing open_bundle has not verified ----
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = start_sshd(tmp_path_factory.mktemp("sshd-hostile"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EDGE_BERT_SSH_CONFIG", str(server.config))
-        yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
 
 
 def _device_files(sshd) -> dict[str, bytes]:

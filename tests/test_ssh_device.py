@@ -26,16 +26,6 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = start_sshd(tmp_path_factory.mktemp("sshd"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EDGE_BERT_SSH_CONFIG", str(server.config))
-        yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     from conftest import save_tiny_model
 
