@@ -299,10 +299,13 @@ def test_bad_result_files_are_skipped_with_one_line_each(pristine, tmp_path):
     (results / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
     (results / "keys.json").write_text(json.dumps({"schema": "edge-bert/validate/v1", "bundle": "x"}))
     (results / "bigint.json").write_text('{"schema": "edge-bert/bench/v2", "n": ' + "9" * 5000 + "}")
+    future = json.loads((results / "good.json").read_text()) | {"schema": "edge-bert/validate/v9"}
+    (results / "future.json").write_text(json.dumps(future))
     result = runner.invoke(app, ["results", str(results)])
     assert result.exit_code == 0, result.output
     skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
-    assert len(skipped) == 4, result.stderr
+    assert len(skipped) == 5, result.stderr
+    assert any("edge-bert/validate/v9 is not one this edge-bert reads" in line for line in skipped)
     assert pristine.name in result.stdout
 
 
@@ -472,3 +475,21 @@ def test_a_device_that_forges_its_pass_gets_exit_1(sshd, pristine, tmp_path):
     assert result.exit_code == 1, result.output
     document = json.loads(result.stdout)
     assert document["passed"] is False and document["parity"]["mean_cosine"] == 0.5
+
+
+def test_name_with_a_trailing_newline_is_refused(bundle):
+    manifest = _manifest(bundle)
+    manifest["name"] = manifest["name"] + "\n"
+    _save(bundle, manifest)
+    _assert_refused(runner.invoke(app, ["inspect", str(bundle)]), "name: must be")
+
+
+@pytest.mark.parametrize("answer", ['{"versions": {}}', '{"machine": {}, "sensors": [], "versions": 1}', "[1, 2]"])
+def test_a_hostile_probe_answer_is_one_line(sshd, tmp_path, answer):
+    """``device check`` against a device whose Python answers the probe with a document that lacks what the
+    tables read (once a KeyError 'machine' traceback)."""
+    evil = tmp_path / "evil-python"
+    evil.write_text(f"#!/bin/sh\necho '{answer}'\n")
+    evil.chmod(0o755)
+    result = runner.invoke(app, ["device", "check", sshd.url, "--remote-python", str(evil)])
+    _assert_refused(result, "the device's answer to the probe is not usable")

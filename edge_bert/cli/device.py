@@ -57,8 +57,47 @@ def _probe(transport: Transport) -> dict:
         info = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, RecursionError, IndexError):
         raise DeviceError(f"{transport.id}: {transport.explain_failure(done)}") from None
+    if problem := _probe_problem(info):
+        raise DeviceError(f"{transport.id}: the device's answer to the probe is not usable ({problem}); refused")
     info["device"] = transport.describe()
     return info
+
+
+_NUMBER = (int, float)
+#: what the tables read of a probe answer, by field: (container, what each value must be)
+_PROBE_FIELDS = {
+    "machine": (dict, {"machine": str, "cpu_model": str, "os": str, "python": str, "cpu_count": int}),
+    "sensors": (dict, {"cpu_mhz": dict, "temperature_c": dict}),
+    "versions": (dict, None),
+    "python_executable": (str, None),
+    "disk_free_gib": (_NUMBER, None),
+}
+
+
+def _probe_problem(info: object) -> str | None:
+    """Why a device's probe answer (untrusted) cannot be shown, or None: every field the tables read, typed."""
+    if not isinstance(info, dict):
+        return "not a JSON object"
+    for name, (kind, inner) in _PROBE_FIELDS.items():
+        value = info.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{name} is missing or not a {getattr(kind, '__name__', 'number')}"
+        for key, wanted in (inner or {}).items():
+            if not isinstance(value.get(key), wanted) or isinstance(value.get(key), bool):
+                return f"{name}.{key} is missing or not a {wanted.__name__}"
+    machine, sensors = info["machine"], info["sensors"]
+    if not isinstance(machine.get("isa_flags"), list) or not all(isinstance(f, str) for f in machine["isa_flags"]):
+        return "machine.isa_flags is not a list of strings"
+    if not all(isinstance(v, str | None) for v in info["versions"].values()):
+        return "versions holds something other than version strings"
+    readings = [*sensors["cpu_mhz"].values(), *sensors["temperature_c"].values()]
+    if not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in readings):
+        return "sensors hold something other than numbers"
+    if not isinstance(machine.get("mem_total_gib"), _NUMBER | None) or not isinstance(
+        info.get("mem_available_gib"), _NUMBER | None
+    ):
+        return "memory figures are not numbers"
+    return None
 
 
 def _report(device: str, info: dict, json_out: Optional[str]) -> None:

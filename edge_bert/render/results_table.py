@@ -20,6 +20,8 @@ from edge_bert.render.terminal import console, err_console
 MAX_RESULT_BYTES = 16 << 20
 
 SCHEMAS = ("edge-bert/validate/", "edge-bert/bench/")
+#: the result schema versions this edge-bert reads; a newer one is skipped with one line naming it
+KNOWN = ("edge-bert/validate/v1", "edge-bert/bench/v2")
 
 
 def _device(result: dict[str, Any]) -> dict[str, Any]:
@@ -37,6 +39,9 @@ def _load(path: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(result, dict) or not str(result.get("schema", "")).startswith(SCHEMAS):
         return None  # another JSON file in the directory: not ours, not worth a line
+    if result["schema"] not in KNOWN:
+        _skip(path, f"schema {str(result['schema'])[:40]} is not one this edge-bert reads ({', '.join(KNOWN)})")
+        return None
     return result
 
 
