@@ -93,8 +93,8 @@ def _probe_problem(info: object) -> str | None:
     readings = [*sensors["cpu_mhz"].values(), *sensors["temperature_c"].values()]
     if not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in readings):
         return "sensors hold something other than numbers"
-    if not isinstance(machine.get("mem_total_gib"), _NUMBER | None) or not isinstance(
-        info.get("mem_available_gib"), _NUMBER | None
+    if not all(
+        isinstance(v, (*_NUMBER, type(None))) for v in (machine.get("mem_total_gib"), info.get("mem_available_gib"))
     ):
         return "memory figures are not numbers"
     return None
