@@ -61,7 +61,8 @@ ENV = {
 }
 
 
-def _cpus() -> int:
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), as the runtimes count them."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -83,7 +84,7 @@ def check_option(name: str, value: float | None) -> None:
     if value is None:
         return
     low, high, what = OPTION_BOUNDS[name]
-    high = high or 4 * _cpus()
+    high = high or 4 * usable_cpus()
     if not low <= value <= high:
         raise InputError(f"{name} must be between {_number(low)} and {_number(high)} ({what}), got {_number(value)}")
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from edge_bert.backends.base import Backend
 from edge_bert.errors import BundleError
+from edge_bert.limits import usable_cpus
 
 try:
     from ai_edge_litert.interpreter import Interpreter
@@ -44,7 +45,7 @@ class LiteRtBackend(Backend):
         try:
             with _without_delegate_banner():
                 self._model = model  # the interpreter reads from this buffer for its whole life
-                self._interpreter = Interpreter(model_content=model, num_threads=threads or _cpu_count())
+                self._interpreter = Interpreter(model_content=model, num_threads=threads or usable_cpus())
                 self._runners = self._load_signatures()
         except Exception as exc:  # RuntimeError/ValueError for bad files and for ops this runtime lacks
             raise BundleError(f"{where}: LiteRT cannot load this model: {str(exc).strip()[:300]}") from exc
@@ -90,7 +91,7 @@ class LiteRtBackend(Backend):
     @staticmethod
     def probe(model: bytes, threads: int | None = None) -> Callable[[], object]:
         """One run of a probe model (bench's roofline) on random inputs, XNNPACK at the bundle's thread count."""
-        interpreter = Interpreter(model_content=model, num_threads=threads or _cpu_count())
+        interpreter = Interpreter(model_content=model, num_threads=threads or usable_cpus())
         runner = interpreter.get_signature_runner()
         rng = np.random.default_rng(0)
         feeds = {
@@ -143,6 +144,3 @@ def _warmup_input(name: str, length: int) -> np.ndarray:
     # a realistic mask: an all-zero mask makes mean pooling divide by zero in a full-int8 model
     return np.ones((1, length), np.int32) if name == "attention_mask" else np.zeros((1, length), np.int32)
 
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
