@@ -13,8 +13,8 @@ from typing import Any
 
 from rich.table import Table
 
-from edge_bert.render.escape import finite, markdown, terminal
-from edge_bert.render.terminal import console, err_console
+from edge_bert.render.escape import markdown, terminal
+from edge_bert.render.terminal import console, err_console, json_text
 
 #: a result file larger than this is not one of ours (a bench result is a few KB)
 MAX_RESULT_BYTES = 16 << 20
@@ -117,7 +117,7 @@ def _same_top1_as_host(rows: list[dict[str, Any]]) -> None:
 
 def render(rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "json":
-        sys.stdout.write(json.dumps(finite(rows), indent=2, allow_nan=False) + "\n")
+        sys.stdout.write(json_text(rows))
         return
     lengths = sorted({int(n) for r in rows for n in (r.get("p50_ms") or r.get("emulated_p50_ms") or {})})
     header = ["bundle", "device", "validate", "mean cos", "top-1", "acc % fp32", "same top-1 as host"]

@@ -80,11 +80,16 @@ def write_json(result: dict[str, Any], target: str | None) -> None:
     """``target`` is a path, ``-`` for stdout, or None for no JSON. NaN/Infinity are written as null."""
     if target is None:
         return
-    text = json.dumps(finite(result), indent=2, allow_nan=False) + "\n"
+    text = json_text(result)
     if target == "-":
         sys.stdout.write(text)
         return
     write_text_file(Path(target), text, "--json")
+
+
+def json_text(document: Any) -> str:
+    """Strict JSON as every result and report is written: indented, NaN/Infinity as null."""
+    return json.dumps(finite(document), indent=2, allow_nan=False) + "\n"
 
 
 def write_text_file(path: Path, text: str, what: str) -> None:
@@ -167,7 +172,7 @@ def write_reports(result: dict[str, Any], out_dir: Path, plot: bool = False) -> 
         raise InputError(f"cannot write reports to {out_dir}: {exc.strerror or exc}") from exc
     stem = report_stem(result) + ".validate"
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    write_text_file(json_path, json.dumps(finite(result), indent=2, allow_nan=False) + "\n", "report")
+    write_text_file(json_path, json_text(result), "report")
     write_text_file(md_path, validation_markdown(result), "report")
     files = [json_path, md_path]
     if plot:
