@@ -12,9 +12,11 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from edge_bert.devices.probe import sensors
+from edge_bert.results.bench import BenchResult, SweepRow
 
 #: the clock counts as dropped when its highest core runs this much below where it started
 CLOCK_DROP = 0.95
@@ -54,18 +56,15 @@ def sustained_run(run: Callable[[], object], seconds: float) -> dict[str, Any]:
     }
 
 
-def thread_sweep(bench: Callable[..., dict[str, Any]], counts: tuple[int, ...] | None, bundle, **options: Any):
-    """One bench per thread count (``--threads 1,2,4``); the result is the fastest one's document (at the
-    longest length) plus ``thread_sweep`` with every count's p50s."""
+def thread_sweep(bench: Callable[..., BenchResult], counts: tuple[int, ...] | None, bundle, **options: Any):
+    """One bench per thread count (``--threads 1,2,4``); the result is the fastest one's (at the longest
+    length) with ``thread_sweep``: every count's p50s."""
     if not counts or len(counts) == 1:
         return bench(bundle, threads=counts[0] if counts else None, **options)
     results = [bench(bundle, threads=count, **options) for count in counts]
-    best = min(results, key=lambda r: r["latency"][-1]["p50_ms"])
-    sweep = [
-        {"threads": r["settings"]["threads"], "p50_ms": {str(row["seq_length"]): row["p50_ms"] for row in r["latency"]}}
-        for r in results
-    ]
-    return {**best, "thread_sweep": sweep, "best_threads": best["settings"]["threads"]}
+    best = min(results, key=lambda r: r.latency[-1].p50_ms)
+    sweep = [SweepRow(threads=r.settings.threads, p50_ms={str(n): ms for n, ms in r.p50_ms().items()}) for r in results]
+    return replace(best, thread_sweep=sweep, best_threads=best.settings.threads)
 
 
 def board_lines(result: dict[str, Any]) -> list[str]:
