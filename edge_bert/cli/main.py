@@ -192,14 +192,13 @@ def validate(
         gates = profile_gates(bundle, profile) if profile else None
         with Progress(console=console, transient=True, disable=json_out == "-" or not console.is_terminal) as progress:
             task = progress.add_task("evaluating", total=None)
-            typed_result = run_validate(
+            result = run_validate(
                 bundle,
                 gates=gates,
                 threads=threads,
                 data=labelled,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
-        result = typed_result.to_dict()  # the document the reports and --json show
         files = write_reports(result, report_dir, plot)
     except EdgeBertError as exc:
         raise fail(exc) from exc
@@ -208,8 +207,8 @@ def validate(
     if json_out != "-":
         console.print(validation_table(result))
         console.print(f"[dim]report: {', '.join(str(f) for f in files)}[/dim]", highlight=False)
-    write_json(result, json_out)
-    raise typer.Exit(0 if typed_result.passed else 1)
+    write_json(result.to_dict(), json_out)
+    raise typer.Exit(0 if result.passed else 1)
 
 
 @app.command()
@@ -249,7 +248,7 @@ def bench(
     try:
         with Progress(console=console, transient=True, disable=json_out == "-" or not console.is_terminal) as progress:
             task = progress.add_task("bench", total=None)
-            typed_result = sweep_threads(
+            result = sweep_threads(
                 run_bench,
                 counts,
                 bundle,
@@ -264,11 +263,10 @@ def bench(
             )
     except EdgeBertError as exc:
         raise fail(exc) from exc
-    result = typed_result.to_dict()
     if json_out != "-":
         lines = [line for line in (roofline_line(result), *board_lines(result)) if line]
         console.print(bench_table(result), *lines, sep="\n")
-    write_json(result, json_out)
+    write_json(result.to_dict(), json_out)
 
 
 @app.command()

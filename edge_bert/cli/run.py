@@ -112,7 +112,7 @@ class Chain:
             for bundle in bundles:
                 out_console(self.json_out).print(f"[dim]validate + bench {bundle.name}[/dim]", highlight=False)
                 check = self.validate(bundle, data=labelled)
-                write_reports(check.to_dict(), self.report_dir)
+                write_reports(check, self.report_dir)
                 results.append((check, self.bench(bundle, runs=self.runs, warmup=5)))
         except EdgeBertError as exc:
             raise fail(exc) from exc

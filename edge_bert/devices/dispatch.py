@@ -121,7 +121,6 @@ def on_device(verb: str, transport: Transport, **typed: Any) -> Callable[..., Va
     return run
 
 
-def emulated_note(result: dict[str, Any] | BenchResult) -> str:
+def emulated_note(result: BenchResult) -> str:
     """Appended to any title that shows timings: an emulated board's timings are not its latency."""
-    emulated = result.emulated if isinstance(result, BenchResult) else result.get("emulated")
-    return " · EMULATED (qemu): timings are not device latency" if emulated else ""
+    return " · EMULATED (qemu): timings are not device latency" if result.emulated else ""
