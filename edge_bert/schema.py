@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 #: ``field(metadata={CHECK: fn})``: fn(value) returns an error text, or None when the value is fine
 CHECK = "check"
+#: ``field(metadata={KEY: "pass"})``: the key in the data when it cannot be the field's name (a keyword)
+KEY = "key"
 
 
 class SchemaError(ValueError):
@@ -37,14 +39,19 @@ def parse(cls: type[T], data: Any, where: str = "") -> T:
     return _value(cls, data, where)
 
 
-def to_plain(obj: Any) -> Any:
-    """A dataclass tree back to JSON-ready dicts and lists (tuples become lists)."""
+def to_plain(obj: Any, drop_unset: bool = False) -> Any:
+    """A dataclass tree back to JSON-ready dicts and lists (tuples become lists). ``drop_unset``: leave out an
+    optional field that holds its default None, so a document keeps the keys it had before the field existed."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            _key(f): to_plain(getattr(obj, f.name), drop_unset)
+            for f in dataclasses.fields(obj)
+            if not (drop_unset and f.default is None and getattr(obj, f.name) is None)
+        }
     if isinstance(obj, dict):
-        return {str(k): to_plain(v) for k, v in obj.items()}
+        return {str(k): to_plain(v, drop_unset) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [to_plain(v) for v in obj]
+        return [to_plain(v, drop_unset) for v in obj]
     return obj
 
 
@@ -52,22 +59,22 @@ def _dataclass(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise SchemaError(where, f"expected a table/object, got {_show(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {_key(f): f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise SchemaError(_join(where, unknown[0]), f"unknown key; known keys here: {', '.join(fields)}")
     values = {}
-    for name, field in fields.items():
-        path = _join(where, name)
-        if name not in data:
+    for key, field in fields.items():
+        path = _join(where, key)
+        if key not in data:
             if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
                 raise SchemaError(path, "missing (required)")
             continue
-        value = _value(hints[name], data[name], path)
+        value = _value(hints[field.name], data[key], path)
         check: Callable[[Any], str | None] | None = field.metadata.get(CHECK)
         if check is not None and value is not None and (problem := check(value)):
             raise SchemaError(path, problem)
-        values[name] = value
+        values[field.name] = value
     return cls(**values)
 
 
@@ -132,6 +139,10 @@ def _scalar(hint: Any, data: Any, where: str) -> Any:
             raise SchemaError(where, f"expected null, got {_show(data)}")
         return None
     raise TypeError(f"schema: unsupported annotation {hint!r} at {where}")  # a bug in our own types
+
+
+def _key(field: dataclasses.Field) -> str:
+    return field.metadata.get(KEY, field.name)
 
 
 def _join(where: str, name: str) -> str:

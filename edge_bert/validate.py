@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,24 @@ from edge_bert.errors import BundleError, InputError
 from edge_bert.evaldata import LabelledData
 from edge_bert.limits import check_option
 from edge_bert.profiles import Gates
-from edge_bert.results import result_header
+from edge_bert.results.header import result_header
+from edge_bert.results.io import parse_result
+from edge_bert.results.validate import (
+    SCHEMA,
+    Checks,
+    ChecksumCheck,
+    Evaluation,
+    GateVerdict,
+    Parity,
+    Predictions,
+    TokenizerCheck,
+    ValidateResult,
+)
+from edge_bert.schema import SchemaError
 from edge_bert.session import BundleSession
 from edge_bert.tasks import TASKS, Task, passed
 
-RESULT_SCHEMA = "edge-bert/validate/v1"
+RESULT_SCHEMA = SCHEMA
 
 
 def bundle_gates(bundle: Bundle) -> Gates:
@@ -43,7 +57,18 @@ def validate(
     data: LabelledData | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Validate a bundle (and its task accuracy on ``data``); returns the result document."""
+    """Validate a bundle (and its task accuracy on ``data``); returns the result document (JSON-ready)."""
+    return validate_result(path, gates, threads, data, progress).to_dict()
+
+
+def validate_result(
+    path: str | Path,
+    gates: Gates | None = None,
+    threads: int | None = None,
+    data: LabelledData | None = None,
+    progress: Progress | None = None,
+) -> ValidateResult:
+    """Validate a bundle (and its task accuracy on ``data``); returns the typed result."""
     check_option("--threads", threads)
     bundle = open_bundle(path)
     gates = gates or bundle_gates(bundle)
@@ -81,35 +106,43 @@ def validate(
         evaluation.setdefault("notes", []).extend(notes)
     elif notes:
         evaluation = {"notes": notes}
-    return {
+    predictions = task.predictions(stacked, golden["output"])
+    return ValidateResult(
         **result_header(RESULT_SCHEMA, session),
-        "checks": {
-            "schema_and_checksums": {"pass": True, "files": len(bundle.manifest.files)},
-            "tokenizer": tokenizer_check,
-        },
-        "parity": {"output": bundle.primary_output, "reference": "pytorch fp32", **metrics},
-        "predictions": task.predictions(stacked, golden["output"]),
-        "accuracy": evaluation,
-        "gates": verdicts,
-        "seconds": elapsed,
-        "passed": bool(tokenizer_check["pass"] and passed(verdicts)),
+        checks=Checks(ChecksumCheck(passed=True, files=len(bundle.manifest.files)), tokenizer_check),
+        parity=Parity(output=bundle.primary_output, reference="pytorch fp32", **metrics),
+        predictions=Predictions(**predictions) if predictions is not None else None,
+        accuracy=Evaluation(**evaluation) if evaluation is not None else None,
+        gates=_verdicts(verdicts),
+        seconds=elapsed,
+        passed=bool(tokenizer_check.passed and passed(verdicts)),
+    )
+
+
+def _verdicts(verdicts: dict[str, dict[str, Any]]) -> dict[str, GateVerdict]:
+    return {
+        name: GateVerdict(threshold=v["threshold"], value=v["value"], passed=v["pass"], decides=v["decides"])
+        for name, v in verdicts.items()
     }
 
 
-def judge(result: dict[str, Any], bundle: Bundle, gates: Gates | None = None) -> dict[str, Any]:
+def judge(result: ValidateResult | dict[str, Any], bundle: Bundle, gates: Gates | None = None) -> ValidateResult:
     """A validate result that came from elsewhere (a device), judged again here: the gate verdicts and
     ``passed`` are re-derived from its metrics under the bundle's own gates (or ``gates``), never taken from
-    the device. A result whose metrics are missing or not numbers is refused (InputError, exit 2)."""
+    the device. A document that does not fit the result schema is refused (InputError, exit 2)."""
+    if not isinstance(result, ValidateResult):
+        try:
+            typed = parse_result(result)
+        except SchemaError as exc:
+            raise InputError(f"the device's validate result lacks what the gates read ({exc}); refused") from exc
+        if not isinstance(typed, ValidateResult):
+            raise InputError(f"the device answered a {typed.schema} result to validate; refused")
+        result = typed
     task = TASKS[bundle.task]
-    try:
-        evaluation = result.get("accuracy") or {}
-        verdicts = task.gate(result["parity"], evaluation.get("metrics"), gates or bundle_gates(bundle))
-        tokenizer_ok = result["checks"]["tokenizer"]["pass"] is True
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise InputError(
-            f"the device's validate result lacks what the gates read ({type(exc).__name__}: {str(exc)[:80]}); refused"
-        ) from exc
-    return {**result, "gates": verdicts, "passed": bool(tokenizer_ok and passed(verdicts))}
+    metrics = result.accuracy.metrics if result.accuracy is not None else None
+    verdicts = task.gate(result.parity.metrics(), metrics, gates or bundle_gates(bundle))
+    ok = result.checks.tokenizer.passed and passed(verdicts)
+    return replace(result, gates=_verdicts(verdicts), passed=bool(ok))
 
 
 def _gate_notes(parity: dict[str, Any], verdicts: dict[str, Any]) -> list[str]:
@@ -125,13 +158,13 @@ def _gate_notes(parity: dict[str, Any], verdicts: dict[str, Any]) -> list[str]:
     return notes
 
 
-def _check_tokenizer(session: BundleSession, golden: dict[str, np.ndarray]) -> dict[str, Any]:
+def _check_tokenizer(session: BundleSession, golden: dict[str, np.ndarray]) -> TokenizerCheck:
     mismatches = []
     for text, ids, length in zip(golden["texts"], golden["input_ids"], golden["lengths"], strict=True):
         encoded = session.encoder.encode(str(text))
         if not np.array_equal(encoded.ids, ids[:length]):
             mismatches.append(str(text)[:60])
-    return {"pass": not mismatches, "texts": len(golden["texts"]), "mismatches": mismatches[:5]}
+    return TokenizerCheck(passed=not mismatches, texts=len(golden["texts"]), mismatches=mismatches[:5])
 
 
 def evaluate_data(session: BundleSession, data: LabelledData, progress: Progress | None = None) -> dict[str, Any]:

@@ -13,13 +13,15 @@ from typer.testing import CliRunner
 
 from edge_bert.cli import app
 from edge_bert.convert.auto_recipe import Candidate, choose
+from edge_bert.results.validate import GateVerdict
 
 TINY_PROFILE = Path(__file__).parent / "profiles" / "tiny-random.toml"
 runner = CliRunner()
 
 
 def candidate(recipe: str, p50: dict[int, float] | None, passed: bool = True, fmt: str = "onnx") -> Candidate:
-    c = Candidate(fmt, recipe, Path(recipe), device_gates={"min_cosine": {"pass": passed}}, passed=passed)
+    verdict = GateVerdict(threshold=0.99, value=0.999 if passed else 0.5, passed=passed)
+    c = Candidate(fmt, recipe, Path(recipe), device_gates={"min_cosine": verdict}, passed=passed)
     c.p50_ms = {threads: {128: ms} for threads, ms in (p50 or {}).items()} if passed else {}
     return c
 

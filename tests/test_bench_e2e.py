@@ -19,6 +19,7 @@ from edge_bert.bundle import open_bundle
 from edge_bert.convert.pipeline import convert
 from edge_bert.manifest import MANIFEST, parse_manifest
 from edge_bert.render.terminal import bench_table, console, roofline_line
+from edge_bert.results.io import parse_result
 from edge_bert.schema import SchemaError
 from edge_bert.session import BundleSession
 from edge_bert.textdata import builtin_texts
@@ -162,7 +163,7 @@ def test_bench_reports_e2e_overhead_and_roofline(tiny_bundles, capsys):
             assert row["gflops_per_s"] == pytest.approx(row["flops"] / 1e9 / seconds)
             peak_flops_per_ms = roofline["peak"][peak]["gflops_per_s"] * 1e6
             assert row["pct_of_peak"] == pytest.approx(row["flops"] / row["p50_ms"] / peak_flops_per_ms * 100)
-    console.print(bench_table(result), roofline_line(result))
+    console.print(bench_table(parse_result(result)), roofline_line(parse_result(result)))
     printed = capsys.readouterr().out
     assert "e2e p50" in printed and "overhead" in printed and "% fp32 peak" in printed and "GFLOP/s fp32" in printed
 
@@ -179,9 +180,9 @@ def test_roofline_columns_on_hand_worked_figures():
 def test_bundle_without_flops_prints_dashes(tiny_bundles, capsys):
     result = bench(tiny_bundles["fp32"], threads=1, seq_lengths=(16,), warmup=0, runs=2, roofline=False)
     result["latency"] = [{**row, "flops": None, "gflops_per_s": None, "pct_of_peak": None} for row in result["latency"]]
-    console.print(bench_table(result))
+    console.print(bench_table(parse_result(result)))
     assert "—" in capsys.readouterr().out
-    assert roofline_line(result) is None
+    assert roofline_line(parse_result(result)) is None
 
 
 def test_bench_says_which_tokenizer_ran(tiny_bundles):

@@ -86,7 +86,7 @@ def host_results(arm_bundles) -> dict[str, dict]:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("bundle_key", [f"{p}-{f}" for p in PROFILES for f in ("onnx", "tflite")])
 def test_bundle_validates_on_emulated_board(arm_bundles, host_results, bundle_key, device):
-    result = validate_on(open_device(device), arm_bundles[bundle_key])
+    result = validate_on(open_device(device), arm_bundles[bundle_key]).to_dict()
     host = host_results[bundle_key]
     assert result["passed"], result["gates"]
     assert result["emulated"] is True and result["device"]["kind"] == "emu" and result["device"]["id"] == device
@@ -105,7 +105,7 @@ def test_bundle_validates_on_emulated_board(arm_bundles, host_results, bundle_ke
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
 def test_android_bundle_on_emulated_phone_core(arm_bundles, host_results, fmt):
     """The phone big core: Armv9 with i8mm and SVE2, where onnxruntime and XNNPACK pick other int8 kernels."""
-    result = validate_on(open_device("emu:android-arm64"), arm_bundles[f"android-{fmt}"])
+    result = validate_on(open_device("emu:android-arm64"), arm_bundles[f"android-{fmt}"]).to_dict()
     host = host_results[f"android-{fmt}"]
     assert result["passed"], result["gates"]
     assert {"asimddp", "i8mm", "sve2"} <= set(result["machine"]["isa_flags"])
@@ -188,7 +188,7 @@ def minilm_bundles(userland, tmp_path_factory) -> list[Path]:
 def test_minilm_validates_on_emulated_board(minilm_bundles, device):
     for bundle in minilm_bundles:
         host = validate(bundle)
-        result = validate_on(open_device(device), bundle)
+        result = validate_on(open_device(device), bundle).to_dict()
         assert result["passed"], result["gates"]
         assert abs(result["parity"]["mean_cosine"] - host["parity"]["mean_cosine"]) < 2e-3
         assert result["parity"]["worst_cosine"] >= 0.97

@@ -168,4 +168,4 @@ def test_an_option_the_device_runner_does_not_know_is_an_error(world) -> None:
     with pytest.raises(TypeError, match=r"unknown option.*shuffle"):
         validate_on(transport, Path(world["fp32_bundle"]), threads=1, shuffle=True)
     result = on_device("validate", transport, profile=world["fp32_profile"])(Path(world["fp32_bundle"]), threads=1)
-    assert result["passed"] and result["device"]["kind"] == "local"
+    assert result.passed and result.device.kind == "local"

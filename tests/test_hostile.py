@@ -265,18 +265,24 @@ def test_hostile_source_is_shown_literally(bundle):
 
 
 def test_hostile_labels_cannot_forge_markdown_rows(pristine):
-    result = validate_module.validate(pristine)
-    result["bundle"] = "b<script>x</script>"
-    result["recipe"] = "r | pass |\n| forged | pass |"
-    result["accuracy"] = {
-        "data": {"name": "d\n# heading"},
-        "rows": 2,
-        "metrics": {
-            "accuracy": 1.0,
-            "worst_classes": [{"label": HOSTILE, "support": 1, "fp32": 1, "bundle": 0, "drop": 1}],
-        },
-        "notes": [HOSTILE],
-    }
+    from dataclasses import replace
+
+    from edge_bert.results.validate import Evaluation
+
+    result = replace(  # built in this process: the strings reach the renderer unchecked
+        validate_module.validate_result(pristine),
+        bundle="b<script>x</script>",
+        recipe="r | pass |\n| forged | pass |",
+        accuracy=Evaluation(
+            data={"name": "d\n# heading"},
+            rows=2,
+            metrics={
+                "accuracy": 1.0,
+                "worst_classes": [{"label": HOSTILE, "support": 1, "fp32": 1, "bundle": 0, "drop": 1}],
+            },
+            notes=[HOSTILE],
+        ),
+    )
     text = validation_markdown(result)
     assert "<script>" not in text and "\x1b" not in text
     assert not any(line.startswith("| forged") for line in text.splitlines())
@@ -454,10 +460,10 @@ def test_forged_pass_is_judged_again_from_the_metrics(pristine):
     for verdict in forged["gates"].values():
         verdict["pass"] = True
     judged = judge(forged, open_bundle(pristine))
-    assert judged["passed"] is False and judged["gates"]["min_cosine"]["pass"] is False
-    assert judge(honest, open_bundle(pristine))["passed"] is True  # an honest pass stays a pass
+    assert judged.passed is False and judged.gates["min_cosine"].passed is False
+    assert judge(honest, open_bundle(pristine)).passed is True  # an honest pass stays a pass
     forged["parity"]["mean_cosine"] = "high"
-    with pytest.raises(Exception, match="lacks what the gates read"):
+    with pytest.raises(Exception, match=r"lacks what the gates read \(parity.mean_cosine: expected a number"):
         judge(forged, open_bundle(pristine))
 
 
@@ -466,8 +472,8 @@ def test_a_device_that_forges_its_pass_gets_exit_1(sshd, pristine, tmp_path):
     next to "passed": true. The host judges the metrics itself and exits 1."""
     evil = tmp_path / "evil-python"
     evil.write_text(
-        f"#!/bin/sh\n{PYTHON} \"$@\" | sed -e 's/\"mean_cosine\": [0-9.e-]*/\"mean_cosine\": 0.5/' "
-        "-e 's/\"pass\": false/\"pass\": true/g' -e 's/\"passed\": false/\"passed\": true/'\n"
+        f'#!/bin/sh\n{PYTHON} "$@" | sed -e \'s/"mean_cosine": [0-9.e-]*/"mean_cosine": 0.5/\' '
+        '-e \'s/"pass": false/"pass": true/g\' -e \'s/"passed": false/"passed": true/\'\n'
     )
     evil.chmod(0o755)
     result = runner.invoke(app, ["validate", str(pristine), "--device", sshd.url, "--remote-python", str(evil),

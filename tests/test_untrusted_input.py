@@ -269,13 +269,18 @@ def test_json_path_is_checked_before_the_work(pristine, tmp_path):
 
 def test_hostile_name_cannot_leave_the_report_dir(pristine, tmp_path):
     """Even a result document from elsewhere (a device) is written under a sanitised name."""
+    from dataclasses import replace
+
     from edge_bert.render.terminal import write_reports
+    from edge_bert.results.header import DeviceInfo
+    from edge_bert.results.io import parse_result
 
     result = runner.invoke(app, ["validate", str(pristine), "--json", "-", "--report-dir", str(tmp_path / "r")])
-    document = json.loads(result.stdout)
-    document["bundle"] = "../../escaped"
-    document["device"] = {"id": "ssh://x/../../y"}
-    files = write_reports(document, tmp_path / "reports")
+    # built in this process (no parse): the name checks of the typed result are not what keeps it inside
+    typed = parse_result(json.loads(result.stdout))
+    device = DeviceInfo(id="ssh://x/../../y", kind="ssh", emulated=False)
+    hostile = replace(typed, bundle="../../escaped", device=device)
+    files = write_reports(hostile, tmp_path / "reports")
     assert all(f.parent == tmp_path / "reports" for f in files), files
     assert not (tmp_path / "escaped.validate.json").exists()
 

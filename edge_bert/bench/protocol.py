@@ -24,12 +24,26 @@ from edge_bert.errors import InputError
 from edge_bert.fingerprint import current_rss_mib, peak_rss_mib
 from edge_bert.limits import check_option
 from edge_bert.metrics import latency_stats
-from edge_bert.results import result_header
+from edge_bert.results.bench import (
+    SCHEMA,
+    BenchResult,
+    Board,
+    LatencyRow,
+    Memory,
+    Peaks,
+    Roofline,
+    Settings,
+    Snapshot,
+    Stats,
+    Sustained,
+)
+from edge_bert.results.header import result_header
+from edge_bert.schema import parse
 from edge_bert.session import BundleSession, Encoded, TextEncoder
 from edge_bert.textdata import builtin_texts
 
 #: v2: per length ``e2e`` latency and ``overhead_pct`` (replacing ``tokenize_ms``), roofline columns
-RESULT_SCHEMA = "edge-bert/bench/v2"
+RESULT_SCHEMA = SCHEMA
 Progress = Callable[[str, int, int], None]
 
 
@@ -44,6 +58,21 @@ def bench(
     sustained: float | None = None,
     roofline: bool = True,
 ) -> dict[str, Any]:
+    """Benchmark a bundle (the JSON-ready document of :func:`bench_result`)."""
+    return bench_result(path, threads, seq_lengths, warmup, runs, texts, progress, sustained, roofline).to_dict()
+
+
+def bench_result(
+    path: str | Path,
+    threads: int | None = None,
+    seq_lengths: tuple[int, ...] | None = None,
+    warmup: int | None = None,
+    runs: int | None = None,
+    texts: list[str] | None = None,
+    progress: Progress | None = None,
+    sustained: float | None = None,
+    roofline: bool = True,
+) -> BenchResult:
     """Benchmark a bundle; unset settings come from the profile stored in the bundle. ``sustained``: also run
     the longest length back to back for that many seconds (burst vs sustained p50, clock drop)."""
     rss_before = current_rss_mib()
@@ -85,28 +114,28 @@ def bench(
                 "padded_to": int(feeds["input_ids"].shape[1]),
                 "tokens_per_s": length * stats["throughput_per_s"],
                 **stats,
-                "e2e": {k: v for k, v in overall.items() if k != "runs"},
+                "e2e": Stats(**{k: v for k, v in overall.items() if k != "runs"}),
                 "overhead_pct": 100 * (overall["p50_ms"] / stats["p50_ms"] - 1),
                 # which tokenizer the text went through: the WordPiece fast path (edge_bert/wordpiece.py) or not
                 "tokenizer": "wordpiece-fast-path" if _fast(session, bench_texts[length]) else "tokenizers",
             }
         )
-    memory = {"rss_before_load": rss_before, "rss_after_load": rss_loaded, "peak_rss": peak_rss_mib()}
-    steady = sustained_run(lambda: session.backend.run(feeds), sustained) if sustained else None
+    memory = Memory(rss_before_load=rss_before, rss_after_load=rss_loaded, peak_rss=peak_rss_mib())
+    steady = Sustained(**sustained_run(lambda: session.backend.run(feeds), sustained)) if sustained else None
     peaks = measure_peaks(type(session.backend), session.backend.runtime, threads) if roofline else None
-    return {
+    return BenchResult(
         **result_header(RESULT_SCHEMA, session),
-        "settings": {"threads": threads, "warmup": warmup, "runs": runs, "batch": 1},
-        "model_bytes": bundle.manifest.model_bytes,
-        "cold_load_ms": session.load_seconds * 1000,
-        "first_inference_ms": first_ms,
-        "memory_mib": memory,
-        "latency": [{**row, **_row_roofline(bundle, row, peaks)} for row in rows],
-        "skipped_seq_lengths": skipped,
-        "roofline": _roofline(bundle, peaks),
-        "sustained": steady,
-        "board": {"before": board_before, "after": snapshot()},  # CPU clock and temperature, where /sys has them
-    }
+        settings=Settings(threads=threads, warmup=warmup, runs=runs, batch=1),
+        model_bytes=bundle.manifest.model_bytes,
+        cold_load_ms=session.load_seconds * 1000,
+        first_inference_ms=first_ms,
+        memory_mib=memory,
+        latency=[LatencyRow(**row, **_row_roofline(bundle, row, peaks)) for row in rows],
+        skipped_seq_lengths=skipped,
+        roofline=_roofline(bundle, peaks),
+        sustained=steady,
+        board=Board(before=Snapshot(**board_before), after=Snapshot(**snapshot())),  # CPU clock and temperature
+    )
 
 
 def timed_runs(
@@ -139,13 +168,13 @@ def _fast(session: BundleSession, text: str) -> bool:
     return fast is not None and fast.ids(text) is not None
 
 
-def _roofline(bundle: Any, peaks: dict | None) -> dict[str, Any]:
+def _roofline(bundle: Any, peaks: dict | None) -> Roofline:
     flops = bundle.manifest.flops
-    return {
-        "flops_method": flops.method if flops else None,
-        "compared_with": precision_of(bundle.manifest.format, bundle.manifest.recipe.kind),
-        "peak": peaks,
-    }
+    return Roofline(
+        flops_method=flops.method if flops else None,
+        compared_with=precision_of(bundle.manifest.format, bundle.manifest.recipe.kind),
+        peak=parse(Peaks, peaks, "roofline.peak") if peaks else None,
+    )
 
 
 def _row_roofline(bundle: Any, row: dict[str, Any], peaks: dict | None) -> dict[str, Any]:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from edge_bert.devices.probe import sensors
+from edge_bert.results.bench import BenchResult, SweepRow
 
 #: the clock counts as dropped when its highest core runs this much below where it started
 CLOCK_DROP = 0.95
@@ -54,41 +56,36 @@ def sustained_run(run: Callable[[], object], seconds: float) -> dict[str, Any]:
     }
 
 
-def thread_sweep(bench: Callable[..., dict[str, Any]], counts: tuple[int, ...] | None, bundle, **options: Any):
-    """One bench per thread count (``--threads 1,2,4``); the result is the fastest one's document (at the
-    longest length) plus ``thread_sweep`` with every count's p50s."""
+def thread_sweep(bench: Callable[..., BenchResult], counts: tuple[int, ...] | None, bundle, **options: Any):
+    """One bench per thread count (``--threads 1,2,4``); the result is the fastest one's (at the longest
+    length) with ``thread_sweep``: every count's p50s."""
     if not counts or len(counts) == 1:
         return bench(bundle, threads=counts[0] if counts else None, **options)
     results = [bench(bundle, threads=count, **options) for count in counts]
-    best = min(results, key=lambda r: r["latency"][-1]["p50_ms"])
-    sweep = [
-        {"threads": r["settings"]["threads"], "p50_ms": {str(row["seq_length"]): row["p50_ms"] for row in r["latency"]}}
-        for r in results
-    ]
-    return {**best, "thread_sweep": sweep, "best_threads": best["settings"]["threads"]}
+    best = min(results, key=lambda r: r.latency[-1].p50_ms)
+    sweep = [SweepRow(threads=r.settings.threads, p50_ms={str(n): ms for n, ms in r.p50_ms().items()}) for r in results]
+    return replace(best, thread_sweep=sweep, best_threads=best.settings.threads)
 
 
-def board_lines(result: dict[str, Any]) -> list[str]:
+def board_lines(result: BenchResult) -> list[str]:
     """Lines under the bench table: the sweep, clock and temperature, burst vs sustained."""
-    tag = "emulated " if result.get("emulated") else ""
+    tag = "emulated " if result.emulated else ""
     lines = []
-    for row in result.get("thread_sweep") or []:
-        cells = ", ".join(f"@{n} {ms:.2f} ms" for n, ms in row["p50_ms"].items())
-        best = " (fastest)" if row["threads"] == result.get("best_threads") else ""
-        lines.append(f"{tag}p50 with {row['threads']} thread(s): {cells}{best}")
-    board = result.get("board") or {}
-    before, after = board.get("before") or {}, board.get("after") or {}
-    if before.get("cpu_mhz") or before.get("temperature_c"):
+    for row in result.thread_sweep or []:
+        cells = ", ".join(f"@{n} {ms:.2f} ms" for n, ms in row.p50_ms.items())
+        best = " (fastest)" if row.threads == result.best_threads else ""
+        lines.append(f"{tag}p50 with {row.threads} thread(s): {cells}{best}")
+    before, after = result.board.before, result.board.after
+    if before.cpu_mhz or before.temperature_c:
         lines.append(
-            f"clock {_fmt(_peak(before.get('cpu_mhz', {})), 'MHz')} -> {_fmt(_peak(after.get('cpu_mhz', {})), 'MHz')}, "
-            f"temperature {_fmt(_peak(before.get('temperature_c', {})), '°C')} -> "
-            f"{_fmt(_peak(after.get('temperature_c', {})), '°C')}"
+            f"clock {_fmt(_peak(before.cpu_mhz), 'MHz')} -> {_fmt(_peak(after.cpu_mhz), 'MHz')}, "
+            f"temperature {_fmt(_peak(before.temperature_c), '°C')} -> {_fmt(_peak(after.temperature_c), '°C')}"
         )
-    if s := result.get("sustained"):
-        dropped = {True: "the clock dropped", False: "the clock held", None: "clock not exposed"}[s["clock_dropped"]]
+    if s := result.sustained:
+        dropped = {True: "the clock dropped", False: "the clock held", None: "clock not exposed"}[s.clock_dropped]
         lines.append(
-            f"{tag}burst p50 {s['burst_p50_ms']:.2f} ms vs sustained p50 {s['sustained_p50_ms']:.2f} ms over "
-            f"{s['seconds']:.0f} s ({s['runs']} runs at {result['latency'][-1]['seq_length']} tokens); {dropped}"
+            f"{tag}burst p50 {s.burst_p50_ms:.2f} ms vs sustained p50 {s.sustained_p50_ms:.2f} ms over "
+            f"{s.seconds:.0f} s ({s.runs} runs at {result.latency[-1].seq_length} tokens); {dropped}"
         )
     return lines
 

@@ -102,16 +102,17 @@ def open_transport(device: str, remote_python: str):  # -> devices.base.Transpor
 
 
 def runner_for(verb: str, transport, **typed):
-    """The local ``validate``/``bench`` (transport None), or the same on the transport's device; ``typed`` are
-    the CLI's values as typed (data location, profile, texts file) that the device's runner reads itself."""
+    """The local ``validate_result``/``bench_result`` (transport None), or the same on the transport's device;
+    both return the typed result. ``typed`` are the CLI's values as typed (data location, profile, texts file)
+    that the device's runner reads itself."""
     from edge_bert.devices.dispatch import on_device
 
     if transport is not None:
         return on_device(verb, transport, **typed)
     if verb == "validate":
-        from edge_bert.validate import validate as local
+        from edge_bert.validate import validate_result as local
     else:
-        from edge_bert.bench.protocol import bench as local
+        from edge_bert.bench.protocol import bench_result as local
     return local
 
 

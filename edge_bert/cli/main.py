@@ -12,6 +12,7 @@ from rich.table import Table
 from edge_bert.bench.thermal import board_lines
 from edge_bert.bench.thermal import thread_sweep as sweep_threads
 from edge_bert.cli import device as cli_device
+from edge_bert.cli import matrix as cli_matrix
 from edge_bert.cli import run as cli_run
 from edge_bert.cli import text as cli_text
 from edge_bert.cli import train as cli_train
@@ -206,8 +207,8 @@ def validate(
     if json_out != "-":
         console.print(validation_table(result))
         console.print(f"[dim]report: {', '.join(str(f) for f in files)}[/dim]", highlight=False)
-    write_json(result, json_out)
-    raise typer.Exit(0 if result["passed"] else 1)
+    write_json(result.to_dict(), json_out)
+    raise typer.Exit(0 if result.passed else 1)
 
 
 @app.command()
@@ -265,7 +266,7 @@ def bench(
     if json_out != "-":
         lines = [line for line in (roofline_line(result), *board_lines(result)) if line]
         console.print(bench_table(result), *lines, sep="\n")
-    write_json(result, json_out)
+    write_json(result.to_dict(), json_out)
 
 
 @app.command()
@@ -315,7 +316,7 @@ def _eval_line(info) -> str:  # manifest.EvalInfo | None
 
 
 # commands that live in their own modules (none of them imports this one)
-for _module in (cli_run, cli_train, cli_device, cli_text):
+for _module in (cli_run, cli_train, cli_device, cli_text, cli_matrix):
     _module.register(app)
 
 

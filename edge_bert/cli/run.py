@@ -32,6 +32,9 @@ from edge_bert.limits import check_option
 from edge_bert.profiles import load_profile
 from edge_bert.render.escape import terminal
 from edge_bert.render.terminal import machine_line, write_json, write_reports
+from edge_bert.results.bench import BenchResult
+from edge_bert.results.validate import ValidateResult
+from edge_bert.schema import to_plain
 
 
 def register(app: typer.Typer) -> None:
@@ -75,7 +78,7 @@ def run(
         run_distill(DistillRun(model, distill, data, split, eval_data, eval_split), chain)
     outcomes = chain.convert(model)
     results = chain.check([o.bundle for o in outcomes if o.passed])
-    passed = bool(results) and all(o.passed for o in outcomes if o.required) and all(c["passed"] for c, _ in results)
+    passed = bool(results) and all(o.passed for o in outcomes if o.required) and all(c.passed for c, _ in results)
     write_json(run_document(target, outcomes, results, passed), json_out)
     if results and json_out != "-":
         out_console(json_out).print(_run_table(target, results))
@@ -92,8 +95,8 @@ class Chain:
     runs: int
     report_dir: Path
     json_out: Optional[str]
-    validate: Callable[..., dict]
-    bench: Callable[..., dict]
+    validate: Callable[..., ValidateResult]
+    bench: Callable[..., BenchResult]
 
     def convert(self, model: Optional[str], name: Optional[str] = None, eval_data=None) -> list:
         """Every recipe of the target, overwriting earlier bundles of the same name."""
@@ -102,7 +105,7 @@ class Chain:
         quiet = self.json_out == "-"
         return convert_and_show(model, self.target, self.out, quiet, name=name, eval_data=eval_data, **options)
 
-    def check(self, bundles: list[Path], labelled=None) -> list[tuple[dict, dict]]:
+    def check(self, bundles: list[Path], labelled=None) -> list[tuple[ValidateResult, BenchResult]]:
         """Validate (on ``labelled`` rows, if any; reports to REPORT_DIR) and bench each bundle."""
         results = []
         try:
@@ -119,7 +122,7 @@ class Chain:
 def run_document(target: str, outcomes: list, results: list, passed: bool, **extra) -> dict:
     """``run --json``: each written bundle's validate and bench documents, and the recipes refused."""
     refused = [outcome_record(o) for o in outcomes if not o.passed]
-    bundles = [{"validate": check, "bench": timing} for check, timing in results]
+    bundles = [{"validate": check.to_dict(), "bench": timing.to_dict()} for check, timing in results]
     return {
         "schema": "edge-bert/run/v1",
         "target": target,
@@ -130,13 +133,14 @@ def run_document(target: str, outcomes: list, results: list, passed: bool, **ext
     }
 
 
-def _run_table(target: str, results: list) -> Table:
-    lengths = [row["seq_length"] for row in results[0][1]["latency"]]
+def _run_table(target: str, results: list[tuple[ValidateResult, BenchResult]]) -> Table:
+    first = results[0][1]
+    lengths = [row.seq_length for row in first.latency]
     # each bundle against the fp32 of its own format (an int8 .tflite against the fp32 .tflite)
-    fp32 = {timing["format"]: timing for check, timing in results if check["recipe"] == "fp32"}
+    fp32 = {timing.format: timing for check, timing in results if check.recipe == "fp32"}
     table = Table(
-        title=f"edge-bert run: {len(results)} bundles for target {_target_name(target)}" + emulated_note(results[0][1]),
-        caption=machine_line(results[0][1]["machine"]) + f" · {results[0][1]['settings']['threads']} threads",
+        title=f"edge-bert run: {len(results)} bundles for target {_target_name(target)}" + emulated_note(first),
+        caption=machine_line(to_plain(first.machine)) + f" · {first.settings.threads} threads",
     )
     for column in (
         ["format", "recipe", "MB", "validate", "mean cos", "top-1"]
@@ -145,16 +149,16 @@ def _run_table(target: str, results: list) -> Table:
     ):
         table.add_column(column, justify="right")
     for check, timing in results:
-        p50 = [row["p50_ms"] for row in timing["latency"]]
-        reference = fp32.get(timing["format"])
-        speedup = reference["latency"][-1]["p50_ms"] / p50[-1] if reference else None
+        p50 = [row.p50_ms for row in timing.latency]
+        reference = fp32.get(timing.format)
+        speedup = reference.latency[-1].p50_ms / p50[-1] if reference else None
         table.add_row(  # a device's result is untrusted text
-            terminal(timing["format"]),
-            terminal(check["recipe"]),
-            f"{timing['model_bytes'] / 1e6:.1f}",
-            "[green]pass[/green]" if check["passed"] else "[red]fail[/red]",
-            terminal(fmt(check["parity"]["mean_cosine"])),
-            terminal(fmt(check["parity"]["top1_agreement"])),
+            terminal(timing.format),
+            terminal(check.recipe),
+            f"{timing.model_bytes / 1e6:.1f}",
+            "[green]pass[/green]" if check.passed else "[red]fail[/red]",
+            terminal(fmt(check.parity.mean_cosine)),
+            terminal(fmt(check.parity.top1_agreement)),
             *[f"{v:.2f}" for v in p50],
             "-" if speedup is None else f"{speedup:.2f}",
         )

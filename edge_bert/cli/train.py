@@ -333,7 +333,7 @@ def run_distill(spec: DistillRun, chain: Chain) -> None:
         checked = chain.check([o.bundle for o in converted if o.passed], evaluation)
         rows += [(role, check, timing) for check, timing in checked]
     passed = bool(rows) and summary["passed"] and all(o.passed for o in outcomes if o.required)
-    passed = passed and all(check["passed"] for _, check, _ in rows)
+    passed = passed and all(check.passed for _, check, _ in rows)
     document = run_document(chain.target, outcomes, [(c, t) for _, c, t in rows], passed, distill=summary)
     for record, (role, _, _) in zip(document["bundles"], rows, strict=True):
         record["role"] = role
@@ -343,37 +343,39 @@ def run_distill(spec: DistillRun, chain: Chain) -> None:
     raise typer.Exit(0 if passed else 1)
 
 
-def _distill_table(layers: int, summary: dict[str, Any], rows: list[tuple[str, dict, dict]]) -> Table:
+def _distill_table(layers: int, summary: dict[str, Any], rows: list[tuple[str, Any, Any]]) -> Table:
+    """Teacher and student side by side (rows: role, ValidateResult, BenchResult)."""
     from edge_bert.devices.dispatch import emulated_note
     from edge_bert.render.terminal import machine_line
+    from edge_bert.schema import to_plain
 
     evaluated = summary.get("eval") or {}
     teacher_fp32 = evaluated.get("teacher", {}).get("accuracy") or evaluated.get("teacher_knn_accuracy")
     first = rows[0][2]
-    lengths = [row["seq_length"] for row in first["latency"]]
+    lengths = [row.seq_length for row in first.latency]
     table = Table(
         title=f"edge-bert run --distill {layers}: teacher and student ({summary['recipe']} recipe)"
         + emulated_note(first),
-        caption=machine_line(first["machine"]) + f" · {first['settings']['threads']} threads",
+        caption=machine_line(to_plain(first.machine)) + f" · {first.settings.threads} threads",
     )
     for column in ["model", "recipe", "parameters", "MB", "validate", "accuracy", "% of teacher"] + [
         f"p50 @{n} ms" for n in lengths
     ]:
         table.add_column(column, justify="right")
     for role, check, timing in rows:
-        metrics = (check.get("accuracy") or {}).get("metrics") or {}
+        metrics = (check.accuracy.metrics if check.accuracy else None) or {}
         accuracy = metrics.get("accuracy", metrics.get("knn_accuracy"))
         params = summary[f"{role}_parameters"]
         pct = f"{100 * accuracy / teacher_fp32:.1f}" if accuracy is not None and teacher_fp32 else "-"
         table.add_row(
             role,
-            check["recipe"],
+            check.recipe,
             f"{params / 1e6:.2f}M",
-            f"{timing['model_bytes'] / 1e6:.1f}",
-            "pass" if check["passed"] else "fail",
+            f"{timing.model_bytes / 1e6:.1f}",
+            "pass" if check.passed else "fail",
             "-" if accuracy is None else f"{accuracy:.4f}",
             pct,
-            *[f"{row['p50_ms']:.2f}" for row in timing["latency"]],
+            *[f"{row.p50_ms:.2f}" for row in timing.latency],
         )
     return table
 

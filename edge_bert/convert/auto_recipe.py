@@ -21,6 +21,7 @@ from edge_bert.devices import DeviceError
 from edge_bert.devices.base import Transport
 from edge_bert.devices.dispatch import bench_on, validate_on
 from edge_bert.errors import InputError
+from edge_bert.results.validate import GateVerdict
 
 RULE = (
     "fastest candidate that passes its gates on the device (p50 at the longest bench length); "
@@ -36,7 +37,7 @@ class Candidate:
     recipe: str
     bundle: Path | None
     convert_error: str | None = None
-    device_gates: dict[str, Any] | None = None
+    device_gates: dict[str, GateVerdict] | None = None
     passed: bool = False
     p50_ms: dict[int, dict[int, float]] = field(default_factory=dict)
     reason: str = ""
@@ -60,7 +61,7 @@ def choose(candidates: list[Candidate], length: int) -> Candidate | None:
         if c.convert_error:
             c.reason = f"refused at convert: {c.convert_error}"
         elif not c.passed:
-            failed = [k for k, v in (c.device_gates or {}).items() if not v.get("pass")]
+            failed = [k for k, v in (c.device_gates or {}).items() if not v.passed]
             c.reason = f"failed its gates on the device ({', '.join(failed) or 'checks'})"
     if not timed:
         return None
@@ -87,13 +88,13 @@ def measure(transport: Transport, candidate: Candidate, threads: list[int], log:
     """Validate on the device; if it passes, bench it once per thread count (each a fresh runner process)."""
     assert candidate.bundle is not None
     check = validate_on(transport, candidate.bundle)
-    candidate.device_gates, candidate.passed = check["gates"], bool(check["passed"])
+    candidate.device_gates, candidate.passed = check.gates, check.passed
     if not candidate.passed:
         return
     for count in threads:
         log(f"bench {candidate.label} on {transport.id}, {count} thread(s)")
         result = bench_on(transport, candidate.bundle, threads=count)
-        candidate.p50_ms[count] = {row["seq_length"]: row["p50_ms"] for row in result["latency"]}
+        candidate.p50_ms[count] = result.p50_ms()
 
 
 def selection_record(
@@ -109,7 +110,7 @@ def selection_record(
                 "format": c.format,
                 "recipe": c.recipe,
                 "passed": c.passed,
-                "failed_gates": sorted(k for k, v in (c.device_gates or {}).items() if not v.get("pass")),
+                "failed_gates": sorted(k for k, v in (c.device_gates or {}).items() if not v.passed),
                 "p50_ms": {str(t): {str(n): ms for n, ms in rows.items()} for t, rows in c.p50_ms.items()},
                 "best_threads": (c.best(length) or (None, None))[0],
                 "chosen": c.chosen,

@@ -34,9 +34,10 @@ from edge_bert.errors import ConversionError, EdgeBertError, InputError
 from edge_bert.evaldata import LabelledData
 from edge_bert.formats.base import ExportJob, ModelFormat, format_class
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile, load_profile
-from edge_bert.tasks import failed_gates
+from edge_bert.results.validate import ValidateResult
+from edge_bert.schema import to_plain
 from edge_bert.textdata import builtin_texts
-from edge_bert.validate import validate
+from edge_bert.validate import validate_result
 
 _TOOLS = (
     "torch",
@@ -57,12 +58,16 @@ Log = Callable[[str], None]
 GOLDEN_FROM_EVAL = 64
 
 
+def _figure(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4g}"
+
+
 class GateFailure(EdgeBertError):
-    def __init__(self, result: dict[str, Any]) -> None:
-        failed = failed_gates(result["gates"])
-        self.failed = {k: {"value": v["value"], "threshold": v["threshold"]} for k, v in failed.items()}
-        detail = ", ".join(f"{k}: {v['value']:.4g} vs {v['threshold']}" for k, v in failed.items())
-        if not result["checks"]["tokenizer"]["pass"]:
+    def __init__(self, result: ValidateResult) -> None:
+        failed = {name: result.gates[name] for name in result.failed_gates()}
+        self.failed = {k: {"value": v.value, "threshold": v.threshold} for k, v in failed.items()}
+        detail = ", ".join(f"{k}: {_figure(v.value)} vs {v.threshold}" for k, v in failed.items())
+        if not result.checks.tokenizer.passed:
             detail = "tokenizer mismatch; " + detail
         super().__init__(f"failed its parity gate ({detail}); bundle not written")
         self.result = result
@@ -260,9 +265,10 @@ def _produce_bundle(
         )
         if bundle is None:
             result = failure.result
-            metrics = (result["accuracy"] or {}).get("metrics")
+            metrics = result.accuracy.metrics if result.accuracy else None
             accuracy = summary(metrics) if metrics else None
-            return outcome(None, {"parity": result["parity"], "accuracy": accuracy}, str(failure))
+            parity = to_plain(result.parity, drop_unset=True)
+            return outcome(None, {"parity": parity, "accuracy": accuracy}, str(failure))
     settings = bundle.manifest.recipe.settings  # a rescued bundle's: with the nodes it kept float
     return outcome(bundle.path, bundle.manifest.conversion_check, rescued=bundle.manifest.rescue)
 
@@ -298,11 +304,11 @@ def _write(
         return manifest
 
     def gate(staging: Path) -> dict[str, Any]:
-        result = validate(staging, gates=recipe.gates, data=reference.data if reference else None)
-        if not result["passed"]:
+        result = validate_result(staging, gates=recipe.gates, data=reference.data if reference else None)
+        if not result.passed:
             raise GateFailure(result)
-        check = {"parity": result["parity"], "gates": result["gates"], **checks}
-        if metrics := (result["accuracy"] or {}).get("metrics"):
+        check = {"parity": to_plain(result.parity, drop_unset=True), "gates": to_plain(result.gates), **checks}
+        if metrics := (result.accuracy.metrics if result.accuracy else None):
             check["accuracy"] = summary(metrics)
         return {"conversion_check": check}
 

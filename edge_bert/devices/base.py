@@ -1,7 +1,7 @@
 """The device seam: a transport puts files on a device, runs the runner there and brings back its output.
 
 validate, bench and run never learn which transport ran them: they hand the same runner arguments to
-``run_runner`` and get back the same result JSON a local run produces. ``local``, ``ssh://`` and ``emu:``
+``run_runner`` and get back the same typed result a local run produces. ``local``, ``ssh://`` and ``emu:``
 are the implementations; ``adb://serial`` can be another without touching validate or bench.
 """
 
@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edge_bert.errors import EdgeBertError
+from edge_bert.results.header import DeviceInfo
+from edge_bert.results.io import Result, parse_result
+from edge_bert.schema import SchemaError, parse
 
 #: What to install on a device that lacks the runner, by bundle format.
 INSTALL_HINT = {
@@ -69,15 +72,18 @@ class Transport(ABC):
         """Run a self-contained Python script (our own source, never user input) on the device."""
         return self.execute([self.python, "-c", source, *args], stdin=stdin, timeout=timeout)
 
-    def run_runner(self, args: list[str], timeout: float | None = None) -> dict[str, Any]:
-        """``python -m edge_bert.cli ARGS --json -`` on the device; returns the result with device fields."""
+    def run_runner(self, args: list[str], timeout: float | None = None) -> Result:
+        """``python -m edge_bert.cli ARGS --json -`` on the device; returns the typed result with this device's
+        fields. The answer is untrusted: one that does not fit the result schema is refused, naming the field."""
         done = self.execute([self.python, "-m", "edge_bert.cli", *args, "--json", "-"], timeout=timeout)
-        result = parse_result(done.stdout)
-        if result is None:
+        document = runner_document(done.stdout)
+        if document is None:
             raise DeviceError(f"{self.id}: {self.explain_failure(done)}")
-        result["device"] = self.describe()
-        result["emulated"] = self.emulated
-        return result
+        try:
+            result = parse_result(document)
+        except SchemaError as exc:
+            raise DeviceError(f"{self.id}: the device's result is refused: {exc}") from None
+        return result.on_device(parse(DeviceInfo, self.describe(), "device"))
 
     def explain_failure(self, done: Completed) -> str:
         """One line: why the runner produced no result, and what to do."""
@@ -98,44 +104,17 @@ class Transport(ABC):
         return f"the runner exited with code {done.returncode}: {last.strip()}"
 
 
-def parse_result(stdout: str) -> dict[str, Any] | None:
-    """The JSON document the runner printed with ``--json -`` (log lines before it are ignored)."""
+def runner_document(stdout: str) -> dict[str, Any] | None:
+    """The JSON document the runner printed with ``--json -`` (log lines before it are ignored); None when
+    there is none (the runner failed: ``explain_failure`` says why)."""
     start = stdout.find("{\n")
     if start < 0:
         return None
     try:
-        value = json.loads(stdout[start:])
+        value = json.loads(stdout[start:], parse_constant=lambda _: None)
     except (ValueError, RecursionError):  # a hostile device: huge integers, deep nesting
         return None
-    if not isinstance(value, dict) or not isinstance(value.get("schema"), str):
-        return None
-    # a device is untrusted too: a document without what the tables and gates read is no result
-    needed = _RESULT_KEYS.get(value["schema"])
-    if needed is None or not all(isinstance(value.get(key), kind) for key, kind in needed.items()):
-        return None
-    return value
-
-
-#: what the host reads of each result kind (the runner always writes these)
-_RESULT_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "edge-bert/validate/v1": {
-        "bundle": str,
-        "passed": bool,
-        "gates": dict,
-        "checks": dict,
-        "parity": dict,
-        "machine": dict,
-        "runtime": dict,
-    },
-    "edge-bert/bench/v2": {
-        "bundle": str,
-        "latency": list,
-        "settings": dict,
-        "machine": dict,
-        "runtime": dict,
-        "memory_mib": dict,
-    },
-}
+    return value if isinstance(value, dict) and isinstance(value.get("schema"), str) else None
 
 
 #: a file an option names (labelled data, a profile, texts) that is sent to a device

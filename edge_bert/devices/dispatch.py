@@ -1,8 +1,8 @@
 """validate and bench on another device: the CLI calls these instead of the in-process runner.
 
-The result that comes back is the same document a local run produces (plus the device fields), so the
-CLI shows, writes and gates it with the same code and exit codes. Local files named by options
-(labelled data, a profile .toml, bench texts) are copied to the device first.
+The result that comes back is the same typed result a local run produces (with the device's fields), read
+strictly from the device's answer, so the CLI shows, writes and gates it with the same code and exit codes.
+Local files named by options (labelled data, a profile .toml, bench texts) are copied to the device first.
 
 One transport is opened per command (``open_device``) and passed along; ``RUNNER_OPTIONS`` is the one
 place that says how each keyword of the local function reaches the runner on the device, so an option
@@ -17,7 +17,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edge_bert.bundle import open_bundle
-from edge_bert.devices.base import Transport
+from edge_bert.devices.base import DeviceError, Transport
+from edge_bert.results.bench import BenchResult
+from edge_bert.results.validate import ValidateResult
 from edge_bert.validate import judge
 
 #: per verb, each keyword the local function takes -> how it reaches the device: a runner option name (sent
@@ -82,7 +84,7 @@ def _argv(transport: Transport, flags: dict[str, Any]) -> list[str]:
     return argv
 
 
-def validate_on(transport: Transport, bundle: Path, **options: Any) -> dict[str, Any]:
+def validate_on(transport: Transport, bundle: Path, **options: Any) -> ValidateResult:
     """``edge-bert validate`` on the device; options by runner option name (threads, data, ...)."""
     flags = runner_flags("validate", options)
     remote = transport.put(Path(bundle))
@@ -90,30 +92,35 @@ def validate_on(transport: Transport, bundle: Path, **options: Any) -> dict[str,
         # the device writes its own copy of the reports somewhere harmless; the host writes the real ones
         reports = str(PurePosixPath(remote).parent.parent / "reports") if transport.kind == "ssh" else scratch
         result = transport.run_runner(["validate", remote, "--report-dir", reports, *_argv(transport, flags)])
+    if not isinstance(result, ValidateResult):
+        raise DeviceError(f"{transport.id}: the device answered validate with a {result.schema} result; refused")
     # a device is untrusted: its verdict is re-derived here from its metrics under the bundle's own gates
     return judge(result, open_bundle(bundle), options.get("gates"))
 
 
-def bench_on(transport: Transport, bundle: Path, **options: Any) -> dict[str, Any]:
+def bench_on(transport: Transport, bundle: Path, **options: Any) -> BenchResult:
     """``edge-bert bench`` on the device; emulated results are marked so no table shows them as device latency."""
     flags = runner_flags("bench", options)
     remote = transport.put(Path(bundle))
-    return transport.run_runner(["bench", remote, *_argv(transport, flags)])
+    result = transport.run_runner(["bench", remote, *_argv(transport, flags)])
+    if not isinstance(result, BenchResult):
+        raise DeviceError(f"{transport.id}: the device answered bench with a {result.schema} result; refused")
+    return result
 
 
-def on_device(verb: str, transport: Transport, **typed: Any) -> Callable[..., dict[str, Any]]:
-    """A drop-in for the local ``validate.validate`` / ``bench.bench`` that runs on the device. ``typed``
+def on_device(verb: str, transport: Transport, **typed: Any) -> Callable[..., ValidateResult | BenchResult]:
+    """A drop-in for the local ``validate.validate_result`` / ``bench.bench_result`` that runs on the device. ``typed``
     are the CLI's option values as the user typed them (a data location, a profile name, a texts file);
     they go along on every call, and call-time keywords are mapped by RUNNER_OPTIONS."""
     runner_flags(verb, typed)  # an unknown option fails here, before any work
     run_on = {"validate": validate_on, "bench": bench_on}[verb]
 
-    def run(bundle: Path, **options: Any) -> dict[str, Any]:
+    def run(bundle: Path, **options: Any) -> ValidateResult | BenchResult:
         return run_on(transport, bundle, **{**options, **{k: v for k, v in typed.items() if v is not None}})
 
     return run
 
 
-def emulated_note(result: dict[str, Any]) -> str:
+def emulated_note(result: BenchResult) -> str:
     """Appended to any title that shows timings: an emulated board's timings are not its latency."""
-    return " · EMULATED (qemu): timings are not device latency" if result.get("emulated") else ""
+    return " · EMULATED (qemu): timings are not device latency" if result.emulated else ""

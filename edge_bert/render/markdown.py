@@ -6,26 +6,26 @@ from typing import Any
 
 from edge_bert.render.escape import markdown as md
 from edge_bert.render.text import fmt_value, gate_label, gate_verdict, machine_line
+from edge_bert.results.validate import ValidateResult
+from edge_bert.schema import to_plain
 
 
 def _num(value: Any, digits: int = 4) -> str:
     return fmt_value(value, digits, "f")
 
 
-def _gate_rows(result: dict[str, Any]) -> list[str]:
+def _gate_rows(result: ValidateResult) -> list[str]:
     rows = ["| check | value | gate | verdict |", "|---|---:|---:|---|"]
-    checks = result["checks"]
-    rows.append(f"| checksums + schema | {checks['schema_and_checksums']['files']} files | | pass |")
-    tok = checks["tokenizer"]
-    ok = tok["texts"] - len(tok["mismatches"])
-    rows.append(
-        f"| tokenizer reproduces golden ids | {ok}/{tok['texts']} | all | {'pass' if tok['pass'] else 'FAIL'} |"
-    )
-    for name, gate in result["gates"].items():
+    checks = result.checks
+    rows.append(f"| checksums + schema | {checks.schema_and_checksums.files} files | | pass |")
+    tok = checks.tokenizer
+    ok = tok.texts - len(tok.mismatches)
+    rows.append(f"| tokenizer reproduces golden ids | {ok}/{tok.texts} | all | {'pass' if tok.passed else 'FAIL'} |")
+    for name, gate in result.gates.items():
         sign = "≥" if name.startswith("min") else "≤"
         label = md(gate_label(name))
         verdict = gate_verdict(gate, "**FAIL**")
-        rows.append(f"| {label} | {md(_num(gate['value'], 5))} | {sign} {md(_num(gate['threshold']))} | {verdict} |")
+        rows.append(f"| {label} | {md(_num(gate.value, 5))} | {sign} {md(_num(gate.threshold))} | {verdict} |")
     return rows
 
 
@@ -56,26 +56,27 @@ def _accuracy_rows(metrics: dict[str, Any]) -> list[str]:
     return rows
 
 
-def validation_markdown(result: dict[str, Any]) -> str:
-    verdict = "PASS" if result["passed"] else "FAIL"
+def validation_markdown(result: ValidateResult) -> str:
+    verdict = "PASS" if result.passed else "FAIL"
+    runtime = result.runtime["name"]
     lines = [
-        f"# validate {md(result['bundle'])}: {verdict}",
+        f"# validate {md(result.bundle)}: {verdict}",
         "",
         md(
-            f"{result['format']} / {result['recipe']} · task {result['task']} · {result['runtime']['name']} "
-            f"{result['runtime'].get(result['runtime']['name'], '')}".rstrip()
+            f"{result.format} / {result.recipe} · task {result.task} · {runtime} "
+            f"{result.runtime.get(runtime, '')}".rstrip()
         ),
-        f"machine: {md(machine_line(result['machine']))}",
+        f"machine: {md(machine_line(to_plain(result.machine)))}",
         "",
         *_gate_rows(result),
     ]
-    evaluation = result.get("accuracy") or {}
-    metrics = evaluation.get("metrics")
-    if metrics:
-        source = evaluation["data"]
+    evaluation = result.accuracy
+    metrics = evaluation.metrics if evaluation else None
+    if evaluation and metrics:
+        source = evaluation.data or {}
         name = source.get("name") or source.get("id")
         split = f" ({source['split']})" if source.get("split") else ""
-        heading = md(f"Task accuracy on {name}{split}, {evaluation['rows']} texts")
+        heading = md(f"Task accuracy on {name}{split}, {evaluation.rows} texts")
         lines += ["", f"## {heading}", "", *_accuracy_rows(metrics)]
         if metrics.get("worst_classes"):
             lines += [
@@ -105,6 +106,6 @@ def validation_markdown(result: dict[str, Any]) -> str:
                 "",
                 f"Relative L2 error per text: p50 {hist['p50']:.3g}, p90 {hist['p90']:.3g}, p99 {hist['p99']:.3g}.",
             ]
-    for note in evaluation.get("notes", []):
+    for note in evaluation.notes if evaluation else []:
         lines += ["", f"Note: {md(note)}"]
     return "\n".join(lines) + "\n"

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_bert.errors import InputError
+from edge_bert.results.validate import ValidateResult
 
 #: classes shown in the per-class chart (the ones that lost most)
 MAX_CLASSES = 25
 
 
-def write_plots(result: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
+def write_plots(result: ValidateResult, out_dir: Path, stem: str) -> list[Path]:
     """Per-class accuracy drop and the per-text error histogram; returns the files written."""
     try:
         import matplotlib
@@ -23,7 +24,7 @@ def write_plots(result: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise InputError("--plot needs matplotlib: pip install 'edge-bert[plot]'") from exc
-    metrics = (result.get("accuracy") or {}).get("metrics") or {}
+    metrics = (result.accuracy.metrics if result.accuracy else None) or {}
     written = []
     changed = [r for r in metrics.get("per_class", []) if r["drop"] != 0]
     if changed:
@@ -34,7 +35,7 @@ def write_plots(result: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_xlabel("accuracy change vs fp32 (percentage points)")
         unchanged = len(metrics["per_class"]) - len(changed)
-        ax.set_title(f"{result['bundle']}: classes that changed ({unchanged} unchanged)")
+        ax.set_title(f"{result.bundle}: classes that changed ({unchanged} unchanged)")
         written.append(_save(fig, plt, out_dir / f"{stem}.per-class.png"))
     hist = metrics.get("error_histogram")
     if hist:
@@ -44,7 +45,7 @@ def write_plots(result: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
         ax.set_xscale("log")
         ax.set_xlabel(hist["metric"] + " vs fp32")
         ax.set_ylabel("texts")
-        ax.set_title(f"{result['bundle']}: error distribution")
+        ax.set_title(f"{result.bundle}: error distribution")
         written.append(_save(fig, plt, out_dir / f"{stem}.errors.png"))
     return written
 

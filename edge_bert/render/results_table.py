@@ -1,7 +1,7 @@
 """``edge-bert results``: result files from any device -> one table of bundles × devices.
 
-Reads only result documents (validate/bench JSON), so a result from a Pi, an emulated board and a
-laptop sit in the same table. Emulated timings are never shown as latency.
+Reads only result documents (validate/bench JSON, read strictly into their typed objects), so a result from
+a Pi, an emulated board and a laptop sit in the same table. Emulated timings are never shown as latency.
 """
 
 from __future__ import annotations
@@ -15,34 +15,28 @@ from rich.table import Table
 
 from edge_bert.render.escape import markdown, terminal
 from edge_bert.render.terminal import console, err_console, json_text
-
-#: a result file larger than this is not one of ours (a bench result is a few KB)
-MAX_RESULT_BYTES = 16 << 20
-
-SCHEMAS = ("edge-bert/validate/", "edge-bert/bench/")
-#: the result schema versions this edge-bert reads; a newer one is skipped with one line naming it
-KNOWN = ("edge-bert/validate/v1", "edge-bert/bench/v2")
+from edge_bert.results.io import MAX_RESULT_BYTES, Result, is_result, parse_result
+from edge_bert.results.validate import ValidateResult
+from edge_bert.schema import SchemaError, to_plain
 
 
-def _device(result: dict[str, Any]) -> dict[str, Any]:
-    return result.get("device") or {"id": "local", "kind": "local", "emulated": bool(result.get("emulated"))}
-
-
-def _load(path: Path) -> dict[str, Any] | None:
-    """A result document, or None with one line on stderr saying why the file is skipped."""
+def _load(path: Path) -> Result | None:
+    """A typed result, or None with one line on stderr saying why the file is skipped (not JSON, too big, a
+    newer schema version, a field that does not fit); a JSON file that is no result is skipped silently."""
     try:
         if not path.is_file() or path.stat().st_size > MAX_RESULT_BYTES:
             raise ValueError(f"not a regular file of at most {MAX_RESULT_BYTES >> 20} MiB")
-        result = json.loads(path.read_bytes().decode("utf-8"))
+        document = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         _skip(path, str(exc)[:120])
         return None
-    if not isinstance(result, dict) or not str(result.get("schema", "")).startswith(SCHEMAS):
+    if not is_result(document):
         return None  # another JSON file in the directory: not ours, not worth a line
-    if result["schema"] not in KNOWN:
-        _skip(path, f"schema {str(result['schema'])[:40]} is not one this edge-bert reads ({', '.join(KNOWN)})")
+    try:
+        return parse_result(document)
+    except SchemaError as exc:
+        _skip(path, str(exc)[:160])
         return None
-    return result
 
 
 def _skip(path: Path, why: str) -> None:
@@ -55,12 +49,8 @@ def collect(directory: Path) -> list[dict[str, Any]]:
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(directory.rglob("*.json"), key=lambda p: p.lstat().st_mtime):
         result = _load(path)
-        if result is None:
-            continue
-        try:
+        if result is not None:
             _merge(found, result, path)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            _skip(path, f"not a complete result ({type(exc).__name__}: {str(exc)[:80]})")
     rows = list(found.values())
     _same_top1_as_host(rows)
     for row in rows:
@@ -68,41 +58,34 @@ def collect(directory: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["bundle"], r["device"] != "local", r["device"]))
 
 
-def _merge(found: dict[tuple[str, str], dict[str, Any]], result: dict[str, Any], path: Path) -> None:
+def _merge(found: dict[tuple[str, str], dict[str, Any]], result: Result, path: Path) -> None:
     """Fold one result into its (bundle, device) row."""
-    device = _device(result)
-    if not isinstance(result["bundle"], str) or not isinstance(device.get("id"), str):
-        raise TypeError("bundle and device id must be strings")
-    key = (result.get("bundle_id") or result["bundle"], device["id"])
+    key = (result.bundle_id, result.device.id)
     row = found.setdefault(
         key,
         {
-            "bundle": result["bundle"],
+            "bundle": result.bundle,
             "bundle_id": key[0],
-            "device": device["id"],
-            "emulated": bool(device.get("emulated")),
-            "machine": result.get("machine"),
+            "device": result.device.id,
+            "emulated": result.device.emulated,
+            "machine": to_plain(result.machine),
         },
     )
-    if "validate" in result["schema"]:
-        gates = result.get("gates", {})
-        metrics = (result.get("accuracy") or {}).get("metrics") or {}
+    if isinstance(result, ValidateResult):
+        gate = result.gates.get("min_accuracy_pct_of_fp32")
+        measured = result.accuracy.metric("accuracy_pct_of_fp32") if result.accuracy else None
         row.update(
-            passed=result["passed"],
-            mean_cosine=result["parity"].get("mean_cosine"),
-            top1_agreement=result["parity"].get("top1_agreement"),
-            accuracy_pct_of_fp32=metrics.get(
-                "accuracy_pct_of_fp32", gates.get("min_accuracy_pct_of_fp32", {}).get("value")
-            ),
-            predictions=result.get("predictions"),
+            passed=result.passed,
+            mean_cosine=result.parity.mean_cosine,
+            top1_agreement=result.parity.top1_agreement,
+            accuracy_pct_of_fp32=measured if measured is not None else (gate.value if gate else None),
+            predictions=to_plain(result.predictions),
             validate_file=str(path),
         )
     else:
-        p50 = {str(r["seq_length"]): r["p50_ms"] for r in result["latency"]}
-        if not all(key.isdigit() and _is_number(ms) for key, ms in p50.items()):
-            raise TypeError("latency rows need an integer seq_length and a number p50_ms")
+        p50 = {str(length): ms for length, ms in result.p50_ms().items()}
         row["emulated_p50_ms" if row["emulated"] else "p50_ms"] = p50
-        row["threads"] = result["settings"]["threads"]
+        row["threads"] = result.settings.threads
 
 
 def _same_top1_as_host(rows: list[dict[str, Any]]) -> None:
@@ -159,10 +142,6 @@ def render(rows: list[dict[str, Any]], fmt: str) -> None:
     for cells in body:
         table.add_row(*(terminal(cell) for cell in cells))
     console.print(table)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _num(value: Any, digits: int) -> str:

@@ -18,6 +18,9 @@ from edge_bert.errors import InputError
 from edge_bert.render.escape import finite, terminal
 from edge_bert.render.markdown import validation_markdown
 from edge_bert.render.text import fmt_value, gate_label, gate_verdict, machine_line
+from edge_bert.results.bench import BenchResult
+from edge_bert.results.validate import ValidateResult
+from edge_bert.schema import to_plain
 
 __all__ = ["console", "fmt_value", "gate_label", "machine_line", "print_error"]
 
@@ -108,40 +111,39 @@ def write_text_file(path: Path, text: str, what: str) -> None:
         raise InputError(f"{what} {path}: could not be written ({exc.strerror or exc})") from exc
 
 
-def validation_table(result: dict[str, Any]) -> Table:
-    verdict = "[green]PASS[/green]" if result["passed"] else "[red]FAIL[/red]"
+def validation_table(result: ValidateResult) -> Table:
+    verdict = "[green]PASS[/green]" if result.passed else "[red]FAIL[/red]"
     table = Table(
-        title=f"validate {terminal(result['bundle'])}: {verdict}", caption=terminal(machine_line(result["machine"]))
+        title=f"validate {terminal(result.bundle)}: {verdict}", caption=terminal(machine_line(to_plain(result.machine)))
     )
     table.add_column("check")
     table.add_column("value", justify="right")
     table.add_column("gate", justify="right")
     table.add_column("verdict")
-    tok = result["checks"]["tokenizer"]
-    table.add_row("checksums + schema", f"{result['checks']['schema_and_checksums']['files']} files", "", "pass")
+    tok = result.checks.tokenizer
+    table.add_row("checksums + schema", f"{result.checks.schema_and_checksums.files} files", "", "pass")
     table.add_row(
         "tokenizer reproduces golden ids",
-        f"{tok['texts'] - len(tok['mismatches'])}/{tok['texts']}",
+        f"{tok.texts - len(tok.mismatches)}/{tok.texts}",
         "all",
-        "pass" if tok["pass"] else "[red]fail[/red]",
+        "pass" if tok.passed else "[red]fail[/red]",
     )
-    parity = result["parity"]
-    table.add_row("max abs error", fmt_value(parity["max_abs_error"]), "", "")
-    for name, gate in result["gates"].items():
+    table.add_row("max abs error", fmt_value(result.parity.max_abs_error), "", "")
+    for name, gate in result.gates.items():
         table.add_row(
             terminal(gate_label(name)),
-            terminal(fmt_value(gate["value"], 6)),
-            ("≥ " if name.startswith("min") else "≤ ") + terminal(fmt_value(gate["threshold"])),
+            terminal(fmt_value(gate.value, 6)),
+            ("≥ " if name.startswith("min") else "≤ ") + terminal(fmt_value(gate.threshold)),
             gate_verdict(gate, "[red]fail[/red]"),
         )
     accuracy_rows(table, result)
     return table
 
 
-def accuracy_rows(table: Table, result: dict[str, Any]) -> None:
+def accuracy_rows(table: Table, result: ValidateResult) -> None:
     """The task-accuracy lines of the validate table (gated values appear with their gates)."""
-    evaluation = result.get("accuracy") or {}
-    metrics = evaluation.get("metrics") or {}
+    evaluation = result.accuracy
+    metrics = (evaluation.metrics if evaluation else None) or {}
     for label, key, ref in (
         ("accuracy (fp32)", "accuracy", "fp32_accuracy"),
         ("macro-F1 (fp32)", "macro_f1", "fp32_macro_f1"),
@@ -152,19 +154,19 @@ def accuracy_rows(table: Table, result: dict[str, Any]) -> None:
     if metrics.get("worst_classes"):
         worst = ", ".join(f"{terminal(c['label'])} -{100 * c['drop']:.1f}pt" for c in metrics["worst_classes"][:3])
         table.add_row("classes that lost most", worst, "", "")
-    for note in evaluation.get("notes", []):
+    for note in evaluation.notes if evaluation else []:
         table.add_row("note", terminal(note), "", "")
 
 
-def report_stem(result: dict[str, Any]) -> str:
+def report_stem(result: ValidateResult) -> str:
     """A file name from the bundle id (and the device, so a device's result never overwrites the local one):
     only safe characters, so a hostile manifest or device name cannot reach outside the report dir."""
-    device = (result.get("device") or {}).get("id", "local")
-    stem = str(result["bundle"]) + ("" if device == "local" else f"@{device}")
+    device = result.device.id
+    stem = str(result.bundle) + ("" if device == "local" else f"@{device}")
     return re.sub(r"[^A-Za-z0-9._@-]+", "_", stem).lstrip(".")[:160] or "bundle"
 
 
-def write_reports(result: dict[str, Any], out_dir: Path, plot: bool = False) -> list[Path]:
+def write_reports(result: ValidateResult, out_dir: Path, plot: bool = False) -> list[Path]:
     """``BUNDLE.validate.json`` + ``.md`` (and PNGs with ``plot``) under ``out_dir``; returns the paths."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +174,7 @@ def write_reports(result: dict[str, Any], out_dir: Path, plot: bool = False) -> 
         raise InputError(f"cannot write reports to {out_dir}: {exc.strerror or exc}") from exc
     stem = report_stem(result) + ".validate"
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    write_text_file(json_path, json_text(result), "report")
+    write_text_file(json_path, json_text(result.to_dict()), "report")
     write_text_file(md_path, validation_markdown(result), "report")
     files = [json_path, md_path]
     if plot:
@@ -182,41 +184,39 @@ def write_reports(result: dict[str, Any], out_dir: Path, plot: bool = False) -> 
     return files
 
 
-def bench_table(result: dict[str, Any]) -> Table:
-    mem = result["memory_mib"]
-    emulated = "EMULATED (qemu), timings are not device latency · " if result.get("emulated") else ""
+def bench_table(result: BenchResult) -> Table:
+    emulated = "EMULATED (qemu), timings are not device latency · " if result.emulated else ""
     table = Table(
         title=(
-            emulated + f"bench {terminal(result['bundle'])} · {terminal(result['runtime']['name'])} "
-            f"{result['settings']['threads']} threads · "
-            f"cold load {result['cold_load_ms']:.0f} ms · first inference {result['first_inference_ms']:.1f} ms · "
-            f"peak RSS {mem['peak_rss']:.0f} MiB"
+            emulated + f"bench {terminal(result.bundle)} · {terminal(result.runtime['name'])} "
+            f"{result.settings.threads} threads · "
+            f"cold load {result.cold_load_ms:.0f} ms · first inference {result.first_inference_ms:.1f} ms · "
+            f"peak RSS {result.memory_mib.peak_rss:.0f} MiB"
         ),
-        caption=terminal(machine_line(result["machine"])),
+        caption=terminal(machine_line(to_plain(result.machine))),
     )
-    peak = terminal((result.get("roofline") or {}).get("compared_with", "fp32"))
+    peak = terminal(result.roofline.compared_with)
     columns = ["seq", "padded", "p50 ms", "p90 ms", "p99 ms", "e2e p50", "e2e p99", "overhead", "mean ± std"]
     columns += ["inf/s", "tokens/s", "GFLOP/s", f"% {peak} peak"]
     for column in columns:
         table.add_column(
             f"emulated {column}" if emulated and column not in ("seq", "padded") else column, justify="right"
         )
-    for row in result["latency"]:
-        e2e = row.get("e2e") or {}
+    for row in result.latency:
         table.add_row(
-            str(row["seq_length"]),
-            str(row["padded_to"]),
-            f"{row['p50_ms']:.2f}",
-            f"{row['p90_ms']:.2f}",
-            f"{row['p99_ms']:.2f}",
-            fmt_value(e2e.get("p50_ms"), 2, "f"),
-            fmt_value(e2e.get("p99_ms"), 2, "f"),
-            "—" if row.get("overhead_pct") is None else f"{row['overhead_pct']:.1f} %",
-            f"{row['mean_ms']:.2f} ± {row['std_ms']:.2f}",
-            f"{row['throughput_per_s']:.1f}",
-            f"{row['tokens_per_s']:.0f}",
-            "—" if row.get("gflops_per_s") is None else f"{row['gflops_per_s']:.0f}",
-            "—" if row.get("pct_of_peak") is None else f"{row['pct_of_peak']:.0f} %",
+            str(row.seq_length),
+            str(row.padded_to),
+            f"{row.p50_ms:.2f}",
+            f"{row.p90_ms:.2f}",
+            f"{row.p99_ms:.2f}",
+            fmt_value(row.e2e.p50_ms, 2, "f"),
+            fmt_value(row.e2e.p99_ms, 2, "f"),
+            "—" if row.overhead_pct is None else f"{row.overhead_pct:.1f} %",
+            f"{row.mean_ms:.2f} ± {row.std_ms:.2f}",
+            fmt_value(row.throughput_per_s, 1, "f"),
+            fmt_value(row.tokens_per_s, 0, "f"),
+            "—" if row.gflops_per_s is None else f"{row.gflops_per_s:.0f}",
+            "—" if row.pct_of_peak is None else f"{row.pct_of_peak:.0f} %",
         )
     return table
 
@@ -225,17 +225,18 @@ def bench_table(result: dict[str, Any]) -> Table:
 _PEAKS = ("fp32", "bf16", "int8")
 
 
-def roofline_line(result: dict[str, Any]) -> str | None:
+def roofline_line(result: BenchResult) -> str | None:
     """The line under the bench table: the measured peaks and which one "% of peak" uses."""
-    roofline = result.get("roofline") or {}
-    peak = roofline.get("peak")
-    if not peak:
+    roofline = result.roofline
+    peak = roofline.peak
+    if peak is None:
         return None
-    tag = "emulated " if result.get("emulated") else ""
-    counted = "" if roofline.get("flops_method") else "; the bundle has no FLOP count (convert it again): no roofline"
-    peaks = ", ".join(f"{peak[p]['gflops_per_s']:.0f} GFLOP/s {p}" for p in _PEAKS if p in peak)
+    tag = "emulated " if result.emulated else ""
+    counted = "" if roofline.flops_method else "; the bundle has no FLOP count (convert it again): no roofline"
+    measured = {p: getattr(peak, p) for p in _PEAKS if getattr(peak, p) is not None}
+    peaks = ", ".join(f"{figure.gflops_per_s:.0f} GFLOP/s {p}" for p, figure in measured.items())
     return terminal(
         f"{tag}peak {peaks} "
-        f"(median GEMM {peak['gemm']} through {result['runtime']['name']}, {peak['threads']} threads); "
-        f"% of peak vs {roofline['compared_with']} (recipe {result['recipe']}){counted}"
+        f"(median GEMM {peak.gemm} through {result.runtime['name']}, {peak.threads} threads); "
+        f"% of peak vs {roofline.compared_with} (recipe {result.recipe}){counted}"
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_bert.results.validate import GateVerdict
+
 
 def fmt_value(value: Any, digits: int = 4, style: str = "g") -> str:
     """``-`` for a missing value, a float with ``digits`` in ``style`` (g: significant, f: decimals)."""
@@ -29,11 +31,11 @@ GATE_LABELS = {
 }
 
 
-def gate_verdict(gate: dict[str, Any], fail: str = "fail") -> str:
+def gate_verdict(gate: GateVerdict, fail: str = "fail") -> str:
     """pass / fail for a gate that decides; "reported" for one measured but not deciding for this task."""
-    if not gate.get("decides", True):
+    if not gate.decides:
         return "reported"
-    return "pass" if gate["pass"] else fail
+    return "pass" if gate.passed else fail
 
 
 def gate_label(name: str) -> str:

@@ -1,0 +1,1 @@
+"""A matrix of models × targets × recipes × devices, run resumably (edge-bert matrix)."""

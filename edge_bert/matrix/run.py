@@ -1,0 +1,214 @@
+"""Running a matrix: conversions in a local process pool, then every device step alone, resumable.
+
+Each step is the edge-bert CLI in its own process (``convert``, ``validate``, ``bench``), so a crash, a
+refused gate, an unreachable device or a timeout ends that cell only: it is recorded with its reason and
+exit class and the rest go on. Timing is honest: every conversion has finished before the first device
+step starts, and device steps run one at a time, so nothing of the matrix runs beside a bench. A cell's
+record and result files are written atomically (temp file + rename) once the cell is finished; a restarted
+matrix skips every cell with a record, and reuses every bundle already converted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_bert.matrix.spec import EMBEDDED, Cell, MatrixSpec, resolve
+from edge_bert.render.terminal import json_text
+from edge_bert.results.io import load_result
+from edge_bert.schema import SchemaError
+
+INDEX_SCHEMA = "edge-bert/matrix/v1"
+#: exit classes of a failed step, by the CLI's exit code
+EXIT_CLASSES = {1: "gate", 2: "input"}
+
+
+@dataclass
+class Step:
+    ok: bool
+    exit_class: str | None = None
+    reason: str | None = None
+
+
+Report = Callable[[str, Cell | None, dict[str, Any] | None], None]
+
+
+def run_matrix(spec: MatrixSpec, base: Path, all_cells: list[Cell], out: Path, jobs: int, report: Report) -> dict:
+    """Run every cell without a record in ``out``; returns the index (also written to ``out/matrix.json``)."""
+    for sub in ("cells", "results", "bundles", "reports"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    records = {cell.key: record for cell in all_cells if (record := _read_record(out, cell)) is not None}
+    pending = [cell for cell in all_cells if cell.key not in records]
+    report("start", None, {"done": len(records), "pending": len(pending)})
+
+    units: dict[str, Cell] = {}
+    for cell in pending:
+        units.setdefault(cell.unit, cell)
+    converted: dict[str, Path | Step] = {}
+    spans: dict[str, list[float]] = {}  # wall-clock start and end of each conversion (the index shows them)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each worker waits on its own process
+        futures = {unit: pool.submit(_timed, _convert, spec, base, cell, out) for unit, cell in units.items()}
+        for unit, future in futures.items():
+            report("convert", units[unit], None)
+            converted[unit], spans[unit] = future.result()
+
+    for cell in pending:  # one at a time: a bench never shares the machine with other matrix work
+        report("cell", cell, None)
+        bundle = converted[cell.unit]
+        if isinstance(bundle, Step):
+            outcome, span = bundle, [time.time(), time.time()]
+        else:
+            outcome, span = _timed(_device_steps, spec, base, cell, bundle, out)
+        record = {**_record(cell, outcome, span[1] - span[0], out), "device_steps": span}
+        records[cell.key] = record
+        if outcome.ok:
+            _atomic(out / "cells" / f"{cell.key}.json", json_text(record))
+        report("finished", cell, record)
+        _write_index(spec, all_cells, records, out, spans)
+    return _write_index(spec, all_cells, records, out, spans)
+
+
+def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, list[float]]:
+    started = time.time()
+    return function(*args), [started, time.time()]
+
+
+def _convert(spec: MatrixSpec, base: Path, cell: Cell, out: Path) -> Path | Step:
+    """The cell's bundle: one already converted (a previous run), or converted now in its own process."""
+    folder = out / "bundles" / cell.unit
+    if (found := _bundle_in(folder)) is not None:
+        return found
+    source = resolve(cell.model.source, base)
+    argv = ["convert", *([] if source == EMBEDDED else [source]), "--target", cell.target, "--format", cell.format,
+            "--recipe", cell.recipe, "--out", str(folder), "--name", cell.model.id, "--overwrite"]  # fmt: skip
+    if spec.data is not None:
+        argv += _data_flags(spec, base, "--eval-data", "--eval-limit")
+    step = _cli(argv, spec.timeout_s)
+    if not step.ok:
+        return step
+    return _bundle_in(folder) or Step(False, "crash", "convert exited 0 but wrote no bundle")
+
+
+def _bundle_in(folder: Path) -> Path | None:
+    bundles = sorted(p.parent for p in folder.glob("*/manifest.json")) if folder.is_dir() else []
+    return bundles[0] if len(bundles) == 1 else None
+
+
+def _device_steps(spec: MatrixSpec, base: Path, cell: Cell, bundle: Path, out: Path) -> Step:
+    device = ["--device", cell.device]
+    checked = out / "results" / f"{cell.key}.validate.json"
+    argv = ["validate", str(bundle), *device, "--report-dir", str(out / "reports" / cell.key)]
+    if spec.data is not None:
+        argv += _data_flags(spec, base, "--data", "--limit")
+    step = _result_step([*argv, *_threads(spec)], checked, spec.timeout_s)
+    if not step.ok or cell.device.startswith("emu:"):  # an emulated board's timings are not latency: no bench
+        return step
+    timed = out / "results" / f"{cell.key}.bench.json"
+    lengths = ",".join(str(n) for n in spec.seq_lengths)
+    argv = ["bench", str(bundle), *device, "--runs", str(spec.runs), "--warmup", str(spec.warmup),
+            "--seq-lengths", lengths, *_threads(spec)]  # fmt: skip
+    return _result_step(argv, timed, spec.timeout_s)
+
+
+def _threads(spec: MatrixSpec) -> list[str]:
+    return ["--threads", str(spec.threads)] if spec.threads else []
+
+
+def _data_flags(spec: MatrixSpec, base: Path, data_flag: str, limit_flag: str) -> list[str]:
+    data = spec.data
+    assert data is not None
+    flags = [data_flag, resolve(data.location, base)]
+    for flag, value in (("--text-column", data.text_column), ("--label-column", data.label_column),
+                        ("--split", data.split), (limit_flag, data.limit)):  # fmt: skip
+        if value is not None:
+            flags += [flag, str(value)]
+    return flags
+
+
+def _result_step(argv: list[str], target: Path, timeout: float) -> Step:
+    """A validate/bench step whose result is read back strictly before it is kept (temp file + rename)."""
+    partial = target.with_suffix(".part")
+    step = _cli([*argv, "--json", str(partial)], timeout)
+    if step.ok or (step.exit_class == "gate" and partial.is_file()):
+        try:
+            load_result(partial)
+        except (OSError, ValueError, SchemaError) as exc:
+            partial.unlink(missing_ok=True)
+            return Step(False, "bad-result", f"{argv[0]} wrote no readable result: {str(exc)[:160]}")
+        os.replace(partial, target)
+    partial.unlink(missing_ok=True)  # what a failed step left half-written is no result
+    return step
+
+
+def _cli(argv: list[str], timeout: float) -> Step:
+    command = [sys.executable, "-m", "edge_bert.cli", *argv]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return Step(False, "timeout", f"{argv[0]} took longer than {timeout:g} s")
+    if done.returncode == 0:
+        return Step(True)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error")]
+    reason = (errors or lines or [f"exit code {done.returncode}"])[-1].strip()[:300]
+    return Step(False, EXIT_CLASSES.get(done.returncode, "crash"), f"{argv[0]}: {reason}")
+
+
+def _record(cell: Cell, step: Step, seconds: float, out: Path) -> dict[str, Any]:
+    files = {kind: f"results/{cell.key}.{kind}.json" for kind in ("validate", "bench")}
+    return {
+        "key": cell.key,
+        "model": cell.model.id,
+        "required": cell.model.required,
+        "target": cell.target,
+        "format": cell.format,
+        "recipe": cell.recipe,
+        "device": cell.device,
+        "status": "done" if step.ok else "failed",
+        "exit_class": step.exit_class,
+        "reason": step.reason,
+        **{kind: name for kind, name in files.items() if (out / name).is_file()},
+        "seconds": round(seconds, 3),
+    }
+
+
+def _read_record(out: Path, cell: Cell) -> dict[str, Any] | None:
+    """A finished cell's record (its result files still there), or None: the cell is run."""
+    try:
+        record = json.loads((out / "cells" / f"{cell.key}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = [record.get(kind) for kind in ("validate", "bench") if record.get(kind)]
+    return record if record.get("status") == "done" and all((out / f).is_file() for f in files) else None
+
+
+def _write_index(
+    spec: MatrixSpec, all_cells: list[Cell], records: dict[str, dict], out: Path, spans: dict[str, list[float]]
+) -> dict:
+    index = {
+        "schema": INDEX_SCHEMA,
+        "name": spec.name,
+        "cells": [records.get(c.key) or {"key": c.key, "status": "pending"} for c in all_cells],
+        # this run's conversions (wall-clock start, end): all end before the first device step starts
+        "conversions": spans,
+    }
+    _atomic(out / "matrix.json", json_text(index))
+    return index
+
+
+def _atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def failed_required(index: dict) -> list[dict]:
+    return [c for c in index["cells"] if c["status"] != "done" and c.get("required", True)]

