@@ -252,7 +252,7 @@ def _produce_bundle(
         bundle = attempt(recipe, settings, {})
     except GateFailure as failure:
         log(f"recipe {recipe.name}: {failure}")
-        fp32_bytes = fmt.fp32_path.stat().st_size if fmt.fp32_path else 0
+        fp32_bytes = fmt.model_bytes(fmt.fp32_path) if fmt.fp32_path else 0
         bundle = (
             rescue(fmt, recipe, model_file, fp32_bytes, attempt, GateFailure, log, failure.failed)
             if allow_rescue
