@@ -247,6 +247,8 @@ class FormatDescriptor:
     #: a second file the model needs (OpenVINO IR: the weights .bin beside the .xml), read and verified
     #: through the bundle like the model file and handed to the backend as ``weights``
     weights_file: str | None = None
+    #: CPU architectures (a profile's ``arch``) this format is not offered on, with the measured reason
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_files(self) -> tuple[str, ...]:
@@ -288,5 +290,11 @@ FORMATS: dict[str, FormatDescriptor] = {
         converter_extra="openvino-convert",
         options=OpenvinoOptions,
         recipes=_kinds("openvino"),
+        unavailable={
+            "aarch64": (
+                "the only aarch64 openvino wheel on PyPI for Python 3.11 (a Raspberry Pi's) is 2023.1.0, and under "
+                "emu:rpi5 it cannot read the IR openvino 2026.4 writes (BitwiseAnd from opset13)"
+            )
+        },
     ),
 }

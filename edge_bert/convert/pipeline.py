@@ -34,6 +34,7 @@ from edge_bert.errors import ConversionError, EdgeBertError, InputError
 from edge_bert.evaldata import LabelledData
 from edge_bert.formats.base import ExportJob, ModelFormat, format_class
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile, load_profile
+from edge_bert.recipes import FORMATS
 from edge_bert.tasks import failed_gates
 from edge_bert.textdata import builtin_texts
 from edge_bert.validate import validate
@@ -199,7 +200,9 @@ def _formats_to_produce(profile: TargetProfile, formats: list[str] | None) -> li
     profiles name only formats in ``recipes.FORMATS``)."""
     for fmt in formats or ():
         if fmt not in profile.formats:
-            raise ConversionError(f"target {profile.name} names no {fmt!r} format; it has {list(profile.formats)}")
+            reason = FORMATS[fmt].unavailable.get(profile.arch) if fmt in FORMATS else None
+            why = f" ({fmt} is not offered on {profile.arch}: {reason})" if reason else ""
+            raise ConversionError(f"target {profile.name} names no {fmt!r} format; it has {list(profile.formats)}{why}")
     return [profile.formats[f] for f in formats or profile.formats]
 
 
