@@ -203,6 +203,10 @@ def profile_from_dict(raw: dict[str, Any], source: str = "<dict>") -> TargetProf
             raise SchemaError("formats", f"unknown format(s) {unknown}; known: {list(FORMATS)}")
         if not formats_raw:
             raise SchemaError("formats", "names no format")
+        arch = parse(str, raw.get("arch", ""), "arch")
+        for fmt in formats_raw:
+            if reason := FORMATS[fmt].unavailable.get(arch):
+                raise SchemaError("formats", f"{fmt} is not offered on {arch}: {reason}")
         gates = Gates().merged(raw.get("gates"))
         formats = {fmt: _format_spec(fmt, raw.get(fmt, {}), gates) for fmt in formats_raw}
         shapes = parse(Shapes, raw.get("shapes", {}), "shapes")
@@ -211,7 +215,7 @@ def profile_from_dict(raw: dict[str, Any], source: str = "<dict>") -> TargetProf
         return TargetProfile(
             name=name,
             description=parse(str, raw.get("description", ""), "description"),
-            arch=parse(str, raw.get("arch", ""), "arch"),
+            arch=arch,
             isa=tuple(parse(list[str], raw.get("isa", []), "isa")),
             shapes=shapes,
             bench=parse(BenchSettings, raw.get("bench", {}), "bench"),

@@ -65,7 +65,7 @@ class Int8Options(RecipeOptions):
 
     #: on a failed gate, keep the most sensitive nodes float and retry
     rescue: bool = True
-    #: nodes (ONNX node names, LiteRT op output tensors) always kept float
+    #: nodes (ONNX node names, LiteRT op output tensors, OpenVINO IR op names) always kept float
     keep_float: tuple[str, ...] = field(default=(), metadata={CHECK: each(_node_name)})
 
 
@@ -120,10 +120,10 @@ class TfliteFullInt16x8Options(TfliteFullInt8Options):
 
 
 @dataclass(frozen=True)
-class OpenvinoStaticInt8Options(RecipeOptions):
+class OpenvinoStaticInt8Options(Int8Options):
     """NNCF post-training static int8 (``nncf.quantize``, ModelType.TRANSFORMER): int8 activations and
-    weights, run by OpenVINO's CPU plugin on VNNI/AMX int8 kernels. No ``keep_float`` yet: the format has
-    no per-node sensitivity, so it is not rescuable."""
+    weights, run by OpenVINO's CPU plugin on VNNI/AMX int8 kernels. ``keep_float`` names IR MatMuls (NNCF's
+    ``ignored_scope``); the rescue ranks them by the error their quantization adds (formats/openvino/sensitivity.py)."""
 
     calibration_samples: int = field(default=CALIBRATION_SAMPLES, metadata={CHECK: at_least(1)})
     #: NNCF's preset: "performance" (symmetric activations) or "mixed" (asymmetric activations)
@@ -247,6 +247,8 @@ class FormatDescriptor:
     #: a second file the model needs (OpenVINO IR: the weights .bin beside the .xml), read and verified
     #: through the bundle like the model file and handed to the backend as ``weights``
     weights_file: str | None = None
+    #: CPU architectures (a profile's ``arch``) this format is not offered on, with the measured reason
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_files(self) -> tuple[str, ...]:
@@ -288,5 +290,11 @@ FORMATS: dict[str, FormatDescriptor] = {
         converter_extra="openvino-convert",
         options=OpenvinoOptions,
         recipes=_kinds("openvino"),
+        unavailable={
+            "aarch64": (
+                "the only aarch64 openvino wheel on PyPI for Python 3.11 (a Raspberry Pi's) is 2023.1.0, and under "
+                "emu:rpi5 it cannot read the IR openvino 2026.4 writes (BitwiseAnd from opset13)"
+            )
+        },
     ),
 }

@@ -11,7 +11,9 @@ Variant kinds (a JSON spec; the same real text, cut to exactly L tokens, for eve
 - ``bundle``: ``edge_bert.bench.protocol.bench`` on a bundle — the device-side protocol itself (model-only time, and
   whatever else bench reports, e.g. end-to-end time);
 - ``onnx``: a bare .onnx file (e.g. optimum's) on edge-bert's OrtBackend, tokenized by ``tokenizer_bundle``;
-- ``torch``: PyTorch eager fp32 of a model directory (host side; imports the converter).
+- ``torch``: PyTorch eager fp32 of a model directory (host side; imports the converter);
+- ``openvino``: a bare OpenVINO IR (e.g. the optimum-intel peer's, scripts/openvino_peer.py) compiled as optimum-intel
+  compiles it (LATENCY hint) with the benchmark's threads and ``precision`` (None: the plugin's default).
 
     python scripts/isolated_timing.py worker SPEC.json   # one block: prints a JSON result on stdout
 """
@@ -179,7 +181,28 @@ def _worker_torch(spec: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows}
 
 
-WORKERS = {"bundle": _worker_bundle, "onnx": _worker_onnx, "torch": _worker_torch}
+def _worker_openvino(spec: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    from openvino_peer import compile_ir
+
+    from edge_bert.bundle import open_bundle
+    from edge_bert.session import TextEncoder, make_feeds
+
+    encoder = TextEncoder(open_bundle(spec["tokenizer_bundle"]))
+    compiled = compile_ir(Path(spec["path"]), spec["threads"], spec.get("precision"))
+    request = compiled.create_infer_request()
+    names = [i.get_any_name() for i in compiled.inputs]
+    dtypes = {name: np.dtype(np.int64) for name in names}
+    rows = {}
+    for length in spec["seq_lengths"]:
+        encoded = _texts(length, encoder)
+        feeds = make_feeds(encoded.ids, encoded.type_ids, dtypes, length)
+        rows[length] = _time(request.infer, feeds, spec["warmup"], spec["runs"])
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    return {"rows": rows, "inference_precision": precision}
+
+
+WORKERS = {"bundle": _worker_bundle, "onnx": _worker_onnx, "torch": _worker_torch, "openvino": _worker_openvino}
 
 
 def worker(spec: dict[str, Any]) -> None:

@@ -42,3 +42,40 @@ def test_ratio_to_first_bundle_on_recorded_run():
     assert ratios == pytest.approx({FP32: 1.0, INT8: 261.1494 / 161.8601}, abs=1e-4)  # 1.6134
     assert ratios == pytest.approx(report["ratio_to_first"]["ratios"])  # what the script wrote
     assert ratios_to_first(stats, [INT8, FP32], 16) == pytest.approx({INT8: 1.0, FP32: 34.7485 / 36.7327}, abs=1e-4)
+
+
+def test_peer_goal_threshold_from_the_isa():
+    """Issue 20: 1.25x at 128 and not slower at 16 on AVX512-BF16/AMX CPUs; not slower at 128 elsewhere."""
+    from peer_goal import goal_for
+
+    assert goal_for(["avx2", "avx512f", "avx512_vnni", "amx_bf16", "amx_int8"]).min_ratio == {128: 1.25, 16: 1.0}
+    assert goal_for(["avx2", "avx512_vnni", "avx512_bf16"]).min_ratio == {128: 1.25, 16: 1.0}  # this host
+    assert goal_for(["avx2", "avx512f", "avx512_vnni"]).min_ratio == {128: 1.0}
+    assert goal_for(["avx2", "fma"]).min_ratio == {128: 1.0}
+
+
+def test_peer_goal_compares_the_fastest_accurate_variants():
+    """A faster peer that fails the accuracy gate does not count; the ratio is the best accurate peer's p50 over
+    our best accurate bundle's, per length (figures worked by hand)."""
+    from peer_goal import goal_for, verdict
+
+    latency = {
+        "ours-int8": {128: {"p50_ms": 4.0}, 16: {"p50_ms": 1.2}},
+        "ours-inaccurate": {128: {"p50_ms": 2.0}, 16: {"p50_ms": 0.5}},
+        "peer-bf16": {128: {"p50_ms": 5.2}, 16: {"p50_ms": 1.5}},
+        "peer-int8": {128: {"p50_ms": 3.0}, 16: {"p50_ms": 1.0}},
+    }
+    accurate = {"ours-int8": True, "ours-inaccurate": False, "peer-bf16": True, "peer-int8": False}
+    rows = verdict(
+        latency, ["ours-int8", "ours-inaccurate"], ["peer-bf16", "peer-int8"], accurate, goal_for(["amx_bf16"])
+    )
+    at128, at16 = rows
+    assert (at128["ours"], at128["peer"], at128["fastest_peer"]) == ("ours-int8", "peer-bf16", "peer-int8")
+    assert at128["ratio"] == pytest.approx(1.3) and at128["pass"]  # 5.2 / 4.0 >= 1.25
+    assert at128["ratio_to_fastest_peer"] == pytest.approx(0.75)
+    assert at16["ratio"] == pytest.approx(1.25) and at16["pass"]  # 1.5 / 1.2 >= 1.0
+    slower = {**latency, "ours-int8": {128: {"p50_ms": 4.5}, 16: {"p50_ms": 1.6}}}
+    assert [r["pass"] for r in verdict(slower, ["ours-int8"], ["peer-bf16"], accurate, goal_for(["amx_bf16"]))] == [
+        False,
+        False,
+    ]  # 5.2 / 4.5 = 1.16 < 1.25; 1.5 / 1.6 < 1

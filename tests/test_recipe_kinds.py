@@ -52,6 +52,7 @@ def test_kinds_that_are_rescuable_integer_or_int8_compared():
         ("onnx", "static-int8"),
         ("tflite", "dynamic-int8"),
         ("tflite", "weight-only-int8"),
+        ("openvino", "static-int8"),
     }
     assert by["full_integer"] == {("tflite", "full-int8"), ("tflite", "full-int16x8")}
     # full-int16x8 multiplies int8 weights with int16 activations: an integer peak (INT8_KINDS missed it)

@@ -212,3 +212,47 @@ def test_rescue_that_cannot_pass_gives_up_cleanly(models, tmp_path: Path) -> Non
     assert not any((tmp_path / "out").iterdir())
     (plain,) = convert(str(models["outlier"]), impossible, tmp_path / "plain", allow_rescue=False, log=print, **options)
     assert outcome.model_bytes == plain.model_bytes and outcome.parity == plain.parity
+
+
+def test_openvino_static_int8_rescue_keeps_the_broken_projection_float(models, tmp_path: Path) -> None:
+    """NNCF static int8 with its SmoothQuant off (with it on, NNCF flattens this outlier itself and plain int8
+    passes): the int8 input of the projection crushes every channel but the outlier. The rescue ranks the IR's
+    MatMuls by the error each adds, keeps the projection float through NNCF's ignored_scope, and records the cost;
+    the written bundle, a .xml and its .bin, passes validate on load."""
+    if importlib.util.find_spec("nncf") is None:
+        pytest.skip("the openvino-convert extra is not installed")
+    profile = tmp_path / "x86-vnni-nosmooth.toml"
+    text = (ROOT / "targets" / "x86-vnni.toml").read_text().replace('name = "x86-vnni"', 'name = "nosmooth"')
+    profile.write_text(text + "\n[openvino.recipe.static-int8]\nsmooth_alpha = -1.0\n")
+    texts = [t for t, _ in sst2_dev(limit=40)]
+
+    def run(model: Path, out: str, rescue: bool):
+        (outcome,) = convert(
+            str(model), profile, tmp_path / out, formats=["openvino"], recipes=["static-int8"], texts=texts,
+            allow_rescue=rescue, log=lambda _: None,
+        )  # fmt: skip
+        return outcome
+
+    clean = run(models["clean"], "clean", rescue=True)
+    assert clean.passed and clean.rescue is None
+    failing = run(models["outlier"], "plain", rescue=False)
+    assert not failing.passed and "failed its parity gate" in failing.error
+    assert failing.parity["worst_cosine"] < 0.9
+    rescued = run(models["outlier"], "rescued", rescue=True)
+    assert rescued.passed, rescued.error
+    info = rescued.rescue
+    assert info["kept_float"] == [f"__module.model.encoder.layer.{LAYER}.attention.output.dense/aten::linear/MatMul"]
+    assert info["kept_float_labels"] == [f"model.encoder.layer.{LAYER}.attention.output.dense"]
+    ranking = info["ranking"]
+    assert ranking[0]["node"] == info["kept_float"][0]
+    assert ranking[0]["error_introduced"] > 2 * ranking[1]["error_introduced"]  # one clear culprit
+    assert ranking[0]["float_bytes"] == 3 * 64 * 64  # its 64x64 weights as fp32 instead of int8
+    sizes = info["bytes"]  # .xml + .bin
+    assert sizes["plain"] < sizes["rescued"] < sizes["fp16_estimate"]
+    assert rescued.model_bytes == sizes["rescued"]
+    assert all(ms > 0 for ms in info["host_p50_ms"].values())
+    bundle = open_bundle(rescued.bundle)
+    assert bundle.manifest.recipe.settings["keep_float"] == info["kept_float"]
+    assert bundle.manifest.rescue["method"].startswith("OpenVINO intermediate outputs")
+    result = validate(rescued.bundle)
+    assert result["passed"] and result["parity"]["worst_cosine"] > 0.97

@@ -34,6 +34,7 @@ from edge_bert.errors import ConversionError, EdgeBertError, InputError
 from edge_bert.evaldata import LabelledData
 from edge_bert.formats.base import ExportJob, ModelFormat, format_class
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile, load_profile
+from edge_bert.recipes import FORMATS
 from edge_bert.results.validate import ValidateResult
 from edge_bert.schema import to_plain
 from edge_bert.textdata import builtin_texts
@@ -204,7 +205,9 @@ def _formats_to_produce(profile: TargetProfile, formats: list[str] | None) -> li
     profiles name only formats in ``recipes.FORMATS``)."""
     for fmt in formats or ():
         if fmt not in profile.formats:
-            raise ConversionError(f"target {profile.name} names no {fmt!r} format; it has {list(profile.formats)}")
+            reason = FORMATS[fmt].unavailable.get(profile.arch) if fmt in FORMATS else None
+            why = f" ({fmt} is not offered on {profile.arch}: {reason})" if reason else ""
+            raise ConversionError(f"target {profile.name} names no {fmt!r} format; it has {list(profile.formats)}{why}")
     return [profile.formats[f] for f in formats or profile.formats]
 
 
@@ -257,7 +260,7 @@ def _produce_bundle(
         bundle = attempt(recipe, settings, {})
     except GateFailure as failure:
         log(f"recipe {recipe.name}: {failure}")
-        fp32_bytes = fmt.fp32_path.stat().st_size if fmt.fp32_path else 0
+        fp32_bytes = fmt.model_bytes(fmt.fp32_path) if fmt.fp32_path else 0
         bundle = (
             rescue(fmt, recipe, model_file, fp32_bytes, attempt, GateFailure, log, failure.failed)
             if allow_rescue

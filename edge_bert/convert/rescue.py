@@ -9,7 +9,6 @@ size and in latency (timed here, on the host, plain vs rescued, so the trade is 
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from edge_bert.backends import backend_class
 from edge_bert.errors import EdgeBertError
 from edge_bert.formats.base import Log, ModelFormat
 from edge_bert.metrics import latency_stats
@@ -89,7 +87,7 @@ def rescue(
         log(f"recipe {recipe.name}: rescue stopped: {type(exc).__name__}: {exc}")
         result = None
     if result is None:  # the outcome reports the refused plain model, not the last retry
-        shutil.copyfile(plain, model_file)
+        fmt.copy_model(plain, model_file)
     return result
 
 
@@ -106,11 +104,11 @@ def _retry(
     start: float,
     failed: dict[str, Any],
 ) -> Any | None:
-    for keep in plan(ranking, fp16_bytes - plain.stat().st_size):
+    for keep in plan(ranking, fp16_bytes - fmt.model_bytes(plain)):
         kept = (*recipe.options.keep_float, *keep)
         trial = replace(recipe, options=replace(recipe.options, keep_float=kept))
         settings = fmt.produce(trial, model_file)
-        size = model_file.stat().st_size
+        size = fmt.model_bytes(model_file)
         if size >= fp16_bytes:
             log(f"recipe {recipe.name}: rescue stopped - with {len(keep)} nodes float it is no smaller than fp16")
             return None
@@ -118,7 +116,7 @@ def _retry(
             "kept_float": keep,
             "ranking": [{"node": n, "error_introduced": score, "float_bytes": b} for n, score, b in ranking[:10]],
             "method": fmt.sensitivity_method,
-            "bytes": {"plain": plain.stat().st_size, "rescued": size, "fp16_estimate": fp16_bytes},
+            "bytes": {"plain": fmt.model_bytes(plain), "rescued": size, "fp16_estimate": fp16_bytes},
             "kept_float_labels": [fmt.node_label(name) for name in keep],
             "host_p50_ms": host_p50(fmt, {"plain": plain, "rescued": model_file}),
             "seconds": round(time.perf_counter() - start, 1),
@@ -156,7 +154,7 @@ def host_p50(fmt: ModelFormat, models: dict[str, Path]) -> dict[str, float]:
     feeds = make_feeds(ids[:length], types[:length], dtypes, length)
     medians = {}
     for name, path in models.items():
-        backend = backend_class(fmt.name)(path.read_bytes(), threads=2, where=str(path))
+        backend = fmt.runner(path, threads=2)
         for _ in range(3):
             backend.run(feeds)
         times = []

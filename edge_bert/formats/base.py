@@ -8,6 +8,7 @@ for the manifest. Modules are imported lazily: the TFLite toolchain is heavy and
 from __future__ import annotations
 
 import importlib
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from edge_bert.backends import backend_class
 from edge_bert.backends.base import Backend
 from edge_bert.convert.golden import Golden
 from edge_bert.convert.loading import LoadedModel
@@ -107,6 +109,20 @@ class ModelFormat(ABC):
     def bundle_files(self, model_file: Path) -> dict[str, Path]:
         """The produced files that make up the model, by their name in the bundle (OpenVINO: .xml and .bin)."""
         return {self.model_file: model_file}
+
+    def model_bytes(self, model_file: Path) -> int:
+        """Bytes of every file the model is made of (the rescue's size budget counts them all)."""
+        return sum(path.stat().st_size for path in self.bundle_files(model_file).values())
+
+    def copy_model(self, src: Path, dst: Path) -> None:
+        """Copy a produced model with its companion files (OpenVINO's .bin) to ``dst``'s name."""
+        targets = self.bundle_files(dst).values()
+        for source, target in zip(self.bundle_files(src).values(), targets, strict=True):
+            shutil.copyfile(source, target)
+
+    def runner(self, model_file: Path, threads: int = 2) -> Backend:
+        """The runner's backend on a produced model file, as a bundle loads it."""
+        return backend_class(self.name)(model_file.read_bytes(), threads=threads, where=str(model_file))
 
     def write_extras(self, staging: Path, recipe: Recipe) -> dict[str, Any] | None:
         """Format-specific files next to the model (e.g. what an Android app needs); none by default.

@@ -15,6 +15,7 @@ from edge_bert.errors import ConversionError
 from edge_bert.formats.base import Log, ModelFormat
 from edge_bert.formats.onnx.export import EXPORT_ATOL
 from edge_bert.formats.openvino.quantize import save
+from edge_bert.formats.openvino.sensitivity import rank_matmuls, short_name
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
 from edge_bert.recipes import FORMATS
 from edge_bert.session import make_feeds
@@ -23,6 +24,10 @@ from edge_bert.session import make_feeds
 class OpenvinoFormat(ModelFormat):
     descriptor = FORMATS["openvino"]
     input_dtype = "int64"
+    sensitivity_method = (
+        "OpenVINO intermediate outputs, NNCF int8 IR vs fp32 IR: 10^(-SQNR/10) at the MatMul output - max at its "
+        "activation inputs"
+    )
 
     @classmethod
     def static_lengths(cls, profile: TargetProfile, spec: FormatSpec) -> list[int] | None:
@@ -71,6 +76,19 @@ class OpenvinoFormat(ModelFormat):
     def produce(self, recipe: Recipe, dst: Path) -> dict[str, Any]:
         feeds = self._feeds()
         return recipe.descriptor.load_producer()(recipe, self._fp32, dst, feeds)
+
+    def sensitivity(self, recipe: Recipe, dst: Path) -> list[tuple[str, float, int]] | None:
+        """Rescuable kinds (NNCF's ignored_scope): their MatMuls can be kept float one by one."""
+        if not recipe.descriptor.rescuable:
+            return None
+        self.produce(recipe, dst)
+        return rank_matmuls(self._fp32, dst, self._feeds())
+
+    def node_label(self, node: str) -> str:
+        return short_name(node)
+
+    def runner(self, model_file: Path, threads: int = 2) -> OpenvinoBackend:
+        return self.backend(model_file, threads)
 
     def _feeds(self) -> list[dict[str, np.ndarray]]:
         dtypes = {name: np.dtype(np.int64) for name in self.job.loaded.arch.inputs}

@@ -85,9 +85,11 @@ def static_int8(recipe: Recipe, src: Path, dst: Path, calibration: list[Feeds]) 
             model_type=nncf.ModelType.TRANSFORMER,
             subset_size=len(samples),
             advanced_parameters=advanced,
+            ignored_scope=nncf.IgnoredScope(names=list(options.keep_float)),
         )
     save(model, dst)
     return {
+        "keep_float": list(options.keep_float),
         "quantizer": "nncf.quantize",
         "model_type": "transformer",
         "preset": options.preset,
