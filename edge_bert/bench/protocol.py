@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_bert.bench.requests import task_request
 from edge_bert.bench.roofline import achieved, measure_peaks, precision_of
 from edge_bert.bench.thermal import snapshot, sustained_run
 from edge_bert.bundle import open_bundle
@@ -91,6 +92,7 @@ def bench(
                 "tokenizer": "wordpiece-fast-path" if _fast(session, bench_texts[length]) else "tokenizers",
             }
         )
+    request = task_request(session, warmup, runs)
     memory = {"rss_before_load": rss_before, "rss_after_load": rss_loaded, "peak_rss": peak_rss_mib()}
     steady = sustained_run(lambda: session.backend.run(feeds), sustained) if sustained else None
     peaks = measure_peaks(type(session.backend), session.backend.runtime, threads) if roofline else None
@@ -102,6 +104,7 @@ def bench(
         "first_inference_ms": first_ms,
         "memory_mib": memory,
         "latency": [{**row, **_row_roofline(bundle, row, peaks)} for row in rows],
+        "task_request": request,  # question answering / NER: one app request, windowed (bench/requests.py)
         "skipped_seq_lengths": skipped,
         "roofline": _roofline(bundle, peaks),
         "sustained": steady,
