@@ -1,7 +1,8 @@
 """Token classification (CoNLL token/tag files, as named-entity recognition uses): a sentence is its words
 joined by single spaces and tokenized as the runner does (edge_bert/ner.py ``encode_words``: the same
-words, the same cut), the first sub-token of each word carries the word's tag and every other token is ``IGNORE`` (BERT's NER
-recipe, and the runner's first-sub-token decoding). Evaluation is the runner's entity-level micro F1."""
+words, the same cut); the first sub-token of each word carries the word's tag and every other token is
+``IGNORE`` (BERT's NER recipe, and the runner's first-sub-token decoding). Evaluation is the runner's
+entity-level micro F1."""
 
 from __future__ import annotations
 
