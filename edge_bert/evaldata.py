@@ -39,6 +39,7 @@ class LabelledData:
     source: dict[str, Any] = field(default_factory=dict)
     contexts: list[str] | None = None
     answers: list[list[str]] | None = None
+    answer_starts: list[list[int]] | None = None  # the gold answers' character offsets (training labels)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -64,7 +65,10 @@ class LabelledData:
     def subset(self, rows: list[int]) -> LabelledData:
         """The given rows (same source)."""
         pick = lambda values: None if values is None else [values[i] for i in rows]  # noqa: E731
-        return LabelledData(pick(self.texts), pick(self.labels), self.source, pick(self.contexts), pick(self.answers))
+        return LabelledData(
+            pick(self.texts), pick(self.labels), self.source, pick(self.contexts), pick(self.answers),
+            pick(self.answer_starts),
+        )  # fmt: skip
 
 
 def read_labelled(
@@ -81,7 +85,7 @@ def read_labelled(
     an error naming the offset."""
     check_option("--limit", limit)
     path = Path(location)
-    structured = _read_structured(path) if path.is_file() else None
+    structured = _read_structured(path, split) if path.is_file() else None
     if structured is not None:
         rows = structured.subset(list(range(min(limit or len(structured), len(structured)))))
         rows.source = {"kind": "file", "path": str(path), "name": path.name, "split": split, "rows": len(rows)}
@@ -121,21 +125,22 @@ def read_labelled(
     )
 
 
-def _read_structured(path: Path) -> LabelledData | None:
+def _read_structured(path: Path, split: str | None = None) -> LabelledData | None:
     """A CoNLL token/tag file (.conll) or a SQuAD-format JSON file; None for any other file."""
     try:
         if path.suffix.lower() == ".conll":
             words, tags = read_conll(path)
             return LabelledData([" ".join(w) for w in words], [" ".join(t) for t in tags])
-        squad = read_squad(path) if path.suffix.lower() == ".json" else None
+        squad = read_squad(path, split) if path.suffix.lower() == ".json" else None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (offset {exc.start}); save the file as UTF-8") from exc
     if squad is None:
         return None
-    questions, contexts, answers = squad
-    if not questions:
+    if not squad.questions:
         raise InputError(f"{path}: contains no questions")
-    return LabelledData(questions, None, contexts=contexts, answers=answers)
+    return LabelledData(
+        squad.questions, None, contexts=squad.contexts, answers=squad.answers, answer_starts=squad.starts
+    )
 
 
 def _check_values(texts: list[Any], labels: list[Any] | None, where: str) -> None:

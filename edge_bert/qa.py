@@ -171,8 +171,10 @@ def _texts(rows: np.ndarray, contexts: Sequence[str]) -> list[str]:
     return [context[int(row[0]) : int(row[1])] for row, context in zip(rows, contexts, strict=True)]
 
 
-def read_squad(path: Path) -> tuple[list[str], list[str], list[list[str]]] | None:
-    """Questions, contexts and gold answers of a SQuAD-format JSON file; None if the file is not one."""
+def read_squad(path: Path, split: str | None = None) -> SquadRows | None:
+    """Questions, contexts, gold answers and their character starts of a SQuAD-format JSON file (None if the
+    file is not one). ``split`` ``articles:A:B`` keeps articles A..B-1 (Python slice, file order), so one file
+    gives a training and a held-out set of whole articles (``articles:0:38`` / ``articles:38:``)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError):
@@ -180,14 +182,38 @@ def read_squad(path: Path) -> tuple[list[str], list[str], list[list[str]]] | Non
     articles = data.get("data") if isinstance(data, dict) else None
     if not isinstance(articles, list) or not all(isinstance(a, dict) and "paragraphs" in a for a in articles):
         return None
-    questions, contexts, answers = [], [], []
-    for article in articles:
+    rows = SquadRows([], [], [], [])
+    for article in articles[article_slice(split, len(articles), path)]:
         for paragraph in article["paragraphs"]:
             for qa in paragraph.get("qas", []):
-                gold = [answer["text"] for answer in qa.get("answers", []) if answer.get("text", "").strip()]
+                gold = [answer for answer in qa.get("answers", []) if answer.get("text", "").strip()]
                 if not gold:
                     raise InputError(f"{path}: question {qa.get('id')!r} has no answer (SQuAD v1.1 has one for each)")
-                questions.append(qa["question"])
-                contexts.append(paragraph["context"])
-                answers.append(gold)
-    return questions, contexts, answers
+                rows.questions.append(qa["question"])
+                rows.contexts.append(paragraph["context"])
+                rows.answers.append([answer["text"] for answer in gold])
+                rows.starts.append([int(answer.get("answer_start", -1)) for answer in gold])
+    return rows
+
+
+@dataclass(frozen=True)
+class SquadRows:
+    """One row per question; ``starts`` are the gold answers' character offsets (-1: not given)."""
+
+    questions: list[str]
+    contexts: list[str]
+    answers: list[list[str]]
+    starts: list[list[int]]
+
+
+def article_slice(split: str | None, count: int, path: Path) -> slice:
+    """``articles:A:B`` (either bound may be empty) -> a slice of the file's articles; None: all of them."""
+    if split is None:
+        return slice(None)
+    match = re.fullmatch(r"articles:(-?\d*):(-?\d*)", split)
+    if match is None:
+        raise InputError(f"{path}: a SQuAD file's --split is articles:A:B (e.g. articles:0:38), got {split!r}")
+    bounds = slice(*(int(b) if b else None for b in match.groups()))
+    if not range(count)[bounds]:
+        raise InputError(f"{path}: --split {split} selects none of its {count} articles")
+    return bounds

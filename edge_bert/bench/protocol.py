@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_bert.bench.requests import task_request
 from edge_bert.bench.roofline import achieved, measure_peaks, precision_of
 from edge_bert.bench.thermal import snapshot, sustained_run
 from edge_bert.bundle import open_bundle
@@ -120,6 +121,7 @@ def bench_result(
                 "tokenizer": "wordpiece-fast-path" if _fast(session, bench_texts[length]) else "tokenizers",
             }
         )
+    request = task_request(session, warmup, runs)
     memory = Memory(rss_before_load=rss_before, rss_after_load=rss_loaded, peak_rss=peak_rss_mib())
     steady = Sustained(**sustained_run(lambda: session.backend.run(feeds), sustained)) if sustained else None
     peaks = measure_peaks(type(session.backend), session.backend.runtime, threads) if roofline else None
@@ -135,6 +137,7 @@ def bench_result(
         roofline=_roofline(bundle, peaks),
         sustained=steady,
         board=Board(before=Snapshot(**board_before), after=Snapshot(**snapshot())),  # CPU clock and temperature
+        task_request=request,  # question answering / NER: one app request, windowed (bench/requests.py)
     )
 
 

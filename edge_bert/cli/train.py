@@ -156,6 +156,10 @@ def finetune_command(
     text_column: TextColumnOpt = None,
     label_column: LabelColumnOpt = None,
     preset: Annotated[Optional[str], typer.Option(help="Measured settings: clinc150 | sst2.")] = None,
+    task: Annotated[
+        Optional[str],
+        typer.Option(help="text-classification | question-answering | token-classification (default: from --data)."),
+    ] = None,
     epochs: EpochsOpt = None,
     max_train: MaxTrainOpt = None,
     frozen_layers: Annotated[
@@ -177,7 +181,8 @@ def finetune_command(
     trust_remote_code: TrustOpt = False,
     json_out: JsonOpt = None,
 ) -> None:
-    """Fine-tune BASE on your labelled texts into a ...ForSequenceClassification directory (convert takes it).
+    """Fine-tune BASE on your labelled data into a ...ForSequenceClassification (texts), ...ForQuestionAnswering
+    (SQuAD-format .json) or ...ForTokenClassification (CoNLL .conll) directory (convert takes it).
     Writes OUT/training_log.jsonl and OUT/eval_summary.json; an interrupted run resumes from its last epoch.
     Exit 0 pass, 1 eval accuracy below --min-accuracy (the model is still written), 2 bad input."""
     preflight(json_out)
@@ -202,6 +207,7 @@ def finetune_command(
         seed=seed,
         threads=torch_threads,
         min_accuracy=min_accuracy,
+        task=task,
     )
     job = Job(base, out, overwrite, revision, trust_remote_code)
     inputs = TrainingData(data, split, eval_data, eval_split, text_column, label_column)

@@ -89,8 +89,12 @@ HOST: dict[str, HostTask] = {
         "AutoModelForSequenceClassification", lambda model, _p, _n: LogitsGraph(model), ("distilbert", "tinybert")
     ),
     EmbeddingTask.name: HostTask("AutoModel", SentenceEmbeddingGraph, ("embedding",)),
-    TokenClassificationTask.name: HostTask("AutoModelForTokenClassification", lambda model, _p, _n: LogitsGraph(model)),
-    QuestionAnsweringTask.name: HostTask("AutoModelForQuestionAnswering", lambda model, _p, _n: SpanLogitsGraph(model)),
+    TokenClassificationTask.name: HostTask(
+        "AutoModelForTokenClassification", lambda model, _p, _n: LogitsGraph(model), ("distilbert",)
+    ),
+    QuestionAnsweringTask.name: HostTask(
+        "AutoModelForQuestionAnswering", lambda model, _p, _n: SpanLogitsGraph(model), ("distilbert",)
+    ),
 }
 
 

@@ -218,6 +218,13 @@ def bench_table(result: BenchResult) -> Table:
             "—" if row.gflops_per_s is None else f"{row.gflops_per_s:.0f}",
             "—" if row.pct_of_peak is None else f"{row.pct_of_peak:.0f} %",
         )
+    if request := result.task_request:  # QA / NER: one app request (edge_bert/bench/requests.py)
+        model, e2e = request.model, request.e2e
+        table.add_row(
+            terminal(request.kind), f"{request.windows or 1} run(s)", f"{model.p50_ms:.2f}",
+            f"{model.p90_ms:.2f}", f"{model.p99_ms:.2f}", f"{e2e.p50_ms:.2f}", f"{e2e.p99_ms:.2f}",
+            f"{request.overhead_pct:.1f} %", f"{model.mean_ms:.2f} ± {model.std_ms:.2f}", "", "", "", "",
+        )  # fmt: skip
     return table
 
 

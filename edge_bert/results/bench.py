@@ -118,6 +118,20 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class TaskRequest:
+    """Question answering / NER: one app request end to end next to the runtime calls inside it
+    (bench/requests.py); ``windows`` and ``context_words`` for QA, ``words`` for a sentence."""
+
+    kind: str
+    model: Stats
+    e2e: Stats
+    overhead_pct: float
+    windows: int | None = None
+    context_words: int | None = None
+    words: int | None = None
+
+
+@dataclass(frozen=True)
 class Board:
     before: Snapshot
     after: Snapshot
@@ -148,6 +162,7 @@ class BenchResult(ResultHeader):
     board: Board
     thread_sweep: list[SweepRow] | None = None
     best_threads: int | None = None
+    task_request: TaskRequest | None = None
 
     def p50_ms(self) -> dict[int, float]:
         """The runtime call's p50 by sequence length."""

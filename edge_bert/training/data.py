@@ -79,8 +79,9 @@ def subsample(data: LabelledData, limit: int, seed: int) -> LabelledData:
     if not 0 < limit < len(data):
         return data
     keep = np.sort(np.random.default_rng(seed).permutation(len(data))[:limit])
-    labels = [data.labels[i] for i in keep] if data.labels is not None else None
-    return LabelledData([data.texts[i] for i in keep], labels, {**data.source, "rows": limit})
+    picked = data.subset([int(i) for i in keep])  # questions keep their contexts and answers
+    picked.source = {**data.source, "rows": limit}
+    return picked
 
 
 def seed_everything(seed: int, threads: int = 1) -> None:

@@ -48,6 +48,8 @@ from edge_bert.training.loop import LoopSettings, Progress, train_loop
 from edge_bert.training.losses import QueryKeyTap, masked_mse, soft_cross_entropy, soft_kl
 from edge_bert.training.setup import Job, start
 from edge_bert.training.student import build_student, check_student, dims, principal_projection
+from edge_bert.training.tasks import trainer_of
+from edge_bert.training.tasks.run import distill_task
 
 RECIPES = ("auto", "distilbert", "tinybert", "embedding")
 #: sentence-transformers files copied from an embedding teacher (pooling and normalisation travel along)
@@ -146,6 +148,9 @@ def distill(
     task = infer_task(getattr(config, "architectures", None))
     recipe = resolve_recipe(settings.recipe, task, config, settings.hidden_size)
     check_student(config, settings.layers, settings.hidden_size, recipe)
+    trainer = trainer_of(task.name)
+    if trainer is not None:  # question answering, token classification: training/tasks/
+        return distill_task(trainer, started, train, settings, eval_data, progress)
     teacher, tokenizer = started.load(host_task(task).auto_class)
     teacher.eval().requires_grad_(False)
     train = subsample(train, settings.max_train, settings.seed)

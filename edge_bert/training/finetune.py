@@ -29,6 +29,7 @@ from edge_bert.tasks import ClassificationTask
 from edge_bert.training.data import encode, finish, label_names, length_batches, pad, predict_logits, subsample
 from edge_bert.training.loop import LoopSettings, Progress, train_loop
 from edge_bert.training.setup import Job, start, with_options
+from edge_bert.training.tasks import trainer_for
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class FinetuneSettings:
     threads: int = 1  # measured: 1 torch thread beat 2 on a busy 2-core box
     label_names: tuple[str, ...] | None = None  # names for integer labels 0..n-1 (SST-2's 0/1)
     min_accuracy: float | None = None  # gate on --eval-data accuracy (exit 1 below it); None = not gated
+    task: str | None = None  # None: from the data (training/tasks/__init__.py); else --task
 
 
 # Presets measured on the 2-core box with the MiniLM base (seed 0; F = frozen layers, E = epochs):
@@ -154,6 +156,11 @@ def finetune(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``job.source`` on ``train``, evaluate (and gate) on ``eval_data``, save to ``job.out``."""
+    trainer = trainer_for(train, settings.task)
+    if trainer is not None:  # question answering, token classification: training/tasks/
+        from edge_bert.training.tasks.run import finetune_task  # it imports this module
+
+        return finetune_task(trainer, job, train, settings, eval_data, progress)
     start_time = time.time()
     started = start(job, settings.seed, settings.threads)
     source, config = started.source, started.config

@@ -19,6 +19,7 @@ from edge_bert.formats.tflite.extras import (
     write_vocab,
 )
 from edge_bert.formats.tflite.mediapipe import android_section, write_mediapipe_model
+from edge_bert.formats.tflite.qa_answerer import answerer_section, qa_lengths, write_qa_answerer
 from edge_bert.formats.tflite.quantize import quantize
 from edge_bert.formats.tflite.sensitivity import short_name
 from edge_bert.profiles import FormatSpec, Recipe, TargetProfile
@@ -41,7 +42,7 @@ class TfliteFormat(ModelFormat):
 
     def export(self, log: Log) -> dict[str, Any]:
         job = self.job
-        lengths = self.seq_lengths() or []
+        lengths = self._export_lengths()
         # the golden set is truncated to the longest signature (convert.py caps max_length at it)
         fp32 = job.work / "model_fp32.tflite"
         log(f"exporting {job.loaded.arch.model_type} ({job.loaded.task}) to LiteRT, signatures {lengths}")
@@ -51,6 +52,10 @@ class TfliteFormat(ModelFormat):
         self._calibrated: dict[tuple[str, int], object] = {}  # calibration of the bases, per kind and samples
         self._signatures = signature_details(fp32)
         return {"exporter": "litert-torch", "atol": EXPORT_ATOL, "parity": metrics, "ops": ops}
+
+    def _export_lengths(self) -> list[int]:
+        """The profile's signatures, and BertQuestionAnswerer's 384 for a QA bundle with app extras."""
+        return qa_lengths(self.job.loaded.task, self.seq_lengths() or [], bool(self.job.spec.options.app_extras))
 
     def _export(self, graph: object, path: Path, lengths: list[int]) -> tuple[list[str], dict[str, Any]]:
         """litert-torch export of ``graph`` to ``path``, refused unless builtin-only and within atol of PyTorch."""
@@ -76,7 +81,7 @@ class TfliteFormat(ModelFormat):
             return self._base
         if self._integer_base is None:
             self._integer_base = self.job.work / "model_fp32_integer.tflite"
-            self._export(integer_friendly(self.job.graph), self._integer_base, self.seq_lengths() or [])
+            self._export(integer_friendly(self.job.graph), self._integer_base, self._export_lengths())
         return self._integer_base
 
     def produce(self, recipe: Recipe, dst: Path) -> dict[str, Any]:
@@ -133,6 +138,7 @@ class TfliteFormat(ModelFormat):
         signatures = signature_details(staging / self.model_file)
         title = staging.name[1:].rsplit(".", 2)[0]  # write_bundle stages in ".{bundle name}.{random}.tmp"
         mediapipe = write_mediapipe_model(self, staging, recipe.gates, title)
+        answerer = write_qa_answerer(self, staging, title)
         guide = android_md(title, signatures, lowercase, job.max_length) + android_section(mediapipe)
-        (staging / "ANDROID.md").write_text(guide, encoding="utf-8")
-        return {"mediapipe": mediapipe}
+        (staging / "ANDROID.md").write_text(guide + answerer_section(answerer), encoding="utf-8")
+        return {"mediapipe": mediapipe, **({"qa_answerer": answerer} if answerer is not None else {})}
