@@ -106,16 +106,37 @@ def _show(summary: dict[str, Any], json_out: Optional[str]) -> None:
     """The summary table (stderr with ``--json -``), the failed gate in one line, and the JSON document."""
     console = out_console(json_out)
     table = Table(title=f"edge-bert {summary['command']} → {summary.get('out')}", show_header=False)
-    rows = {k: v for k, v in summary.items() if k not in ("schema", "settings", "out", "command")}
+    rows = {k: v for k, v in summary.items() if k not in ("schema", "settings", "out", "command", "side_by_side")}
     for key, value in rows.items():
         table.add_row(terminal(key), terminal(json.dumps(value) if isinstance(value, dict | list) else value))
     console.print(table)
+    if summary.get("side_by_side"):
+        console.print(_side_by_side(summary["side_by_side"]))
     if not summary["passed"]:
         gate = summary["gate"]
         console.print(
             f"[red]gate failed:[/red] {gate['metric']} {gate['value']} < {gate['threshold']}", highlight=False
         )
     write_json(summary, json_out)
+
+
+def _side_by_side(models: dict[str, dict[str, Any]]) -> Table:
+    """Teacher and student: family, parameters, fp32 MB, FLOPs at 128 tokens, accuracy."""
+    flops = next(k for k in models["teacher"] if k.startswith("flops_at_") and not k.endswith("_teacher"))
+    table = Table(title="teacher and student")
+    for column in ("model", "family", "parameters", "fp32 MB", flops.replace("flops_at_", "GFLOPs @"), "accuracy"):
+        table.add_column(column, justify="right")
+    for role, row in models.items():
+        accuracy = row.get("accuracy")
+        table.add_row(
+            role,
+            terminal(row["model_type"]),
+            f"{row['parameters'] / 1e6:.2f}M",
+            f"{row['fp32_mb']:.1f}",
+            f"{row[flops] / 1e9:.3f}",
+            "-" if accuracy is None else f"{accuracy:.4f}",
+        )
+    return table
 
 
 def _train(command: str, job: Job, data: TrainingData, settings: Any, json_out: Optional[str]) -> dict[str, Any]:
@@ -217,11 +238,21 @@ def distill_command(
     layers: Annotated[int, typer.Option(help="Student layers (at most the teacher's).")] = ...,  # type: ignore[assignment]
     out: OutOpt = ...,  # type: ignore[assignment]
     hidden_size: Annotated[
-        Optional[int], typer.Option(help="Student width (TinyBERT recipe; a multiple of the teacher's heads).")
+        Optional[int], typer.Option(help="Student width (TinyBERT method; a multiple of the teacher's heads).")
     ] = None,
-    recipe: Annotated[
-        str, typer.Option(help="auto | distilbert | tinybert | embedding (auto: by teacher task and width).")
-    ] = "auto",
+    method: Annotated[
+        Optional[str],
+        typer.Option(
+            help="auto | distilbert | tinybert | albert | mobilebert | embedding (auto: by teacher task and width)."
+        ),
+    ] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", hidden=True, help="Deprecated: --method.")] = None,
+    embedding_size: Annotated[
+        Optional[int], typer.Option(help="ALBERT / MobileBERT: factorised word-embedding size E (default 128).")
+    ] = None,
+    bottleneck: Annotated[
+        Optional[int], typer.Option(help="MobileBERT: intra-block bottleneck width (default 128).")
+    ] = None,
     eval_data: EvalDataOpt = None,
     split: SplitOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -229,7 +260,8 @@ def distill_command(
     label_column: LabelColumnOpt = None,
     epochs: EpochsOpt = None,
     pred_epochs: Annotated[
-        Optional[int], typer.Option(help="TinyBERT prediction-layer stage epochs (default 10).")
+        Optional[int],
+        typer.Option(help="Prediction-layer stage epochs (TinyBERT 10, ALBERT / MobileBERT: see docs/training.md)."),
     ] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 1e-4; TinyBERT 5e-4).")] = None,
     temperature: Annotated[
@@ -258,10 +290,12 @@ def distill_command(
     trust_remote_code: TrustOpt = False,
     json_out: JsonOpt = None,
 ) -> None:
-    """Distil TEACHER into a --layers student (DistilBERT / TinyBERT / embedding recipe), gated on how much of
-    the teacher it keeps on --eval-data. Exit 0 pass, 1 gate failed (the student is still written), 2 bad input."""
+    """Distil TEACHER into a --layers student (DistilBERT / TinyBERT / ALBERT / MobileBERT / embedding method),
+    gated on how much of the teacher it keeps on --eval-data. Exit 0 pass, 1 gate failed (the student is still
+    written), 2 bad input."""
     preflight(json_out)
     torch_threads = deprecated(torch_threads, threads, "--threads", "--torch-threads")
+    method = deprecated(method, recipe, "--recipe", "--method")
     from edge_bert.training.distill import DistillSettings
     from edge_bert.training.setup import Job, with_options
 
@@ -269,7 +303,9 @@ def distill_command(
         with_options,
         settings=DistillSettings(layers=layers),
         hidden_size=hidden_size,
-        recipe=recipe,
+        method=method,
+        embedding_size=embedding_size,
+        bottleneck=bottleneck,
         epochs=epochs,
         pred_epochs=pred_epochs,
         lr=lr,
@@ -352,7 +388,7 @@ def _distill_table(layers: int, summary: dict[str, Any], rows: list[tuple[str, d
     first = rows[0][2]
     lengths = [row["seq_length"] for row in first["latency"]]
     table = Table(
-        title=f"edge-bert run --distill {layers}: teacher and student ({summary['recipe']} recipe)"
+        title=f"edge-bert run --distill {layers}: teacher and student ({summary['method']} method)"
         + emulated_note(first),
         caption=machine_line(first["machine"]) + f" · {first['settings']['threads']} threads",
     )
