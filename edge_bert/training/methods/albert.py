@@ -71,12 +71,13 @@ def albert_config(teacher_config: Any, layers: int, embedding_size: int) -> tran
     )
 
 
-def shared_layer(teacher: nn.Module, how: str | int = SHARED_INIT) -> dict[str, torch.Tensor]:
+def shared_layer(teacher: nn.Module, how: str | int | None = None) -> dict[str, torch.Tensor]:
     """The shared layer's weights (ALBERT names) from the teacher's layers: their average, or one of them."""
     state = teacher.base_model.state_dict()
     bert = any(k.startswith("encoder.layer.") for k in state)
     prefix, column = ("encoder.layer.", 0) if bert else ("transformer.layer.", 1)
     layers = TeacherFacts.of(teacher.config).layers
+    how = SHARED_INIT if how is None else how
     chosen = range(layers) if how == "average" else [int(how)]
     weights = {}
     for target, sources in _LAYER.items():
@@ -118,6 +119,8 @@ def build(teacher: nn.Module, settings: Any, auto_class: str) -> tuple[nn.Module
     heads = head_weights(teacher)
     if base.pooler is not None and "pooler.weight" in heads:
         state["pooler.weight"], state["pooler.bias"] = heads["pooler.weight"], heads["pooler.bias"]
+    missing = set(state) - set(base.state_dict())
+    assert not missing, missing  # a renamed transformers parameter must fail loudly, not train from noise
     base.load_state_dict(state, strict=False)
     if "classifier.weight" in heads and hasattr(student, "classifier"):
         student.classifier.load_state_dict({"weight": heads["classifier.weight"], "bias": heads["classifier.bias"]})
@@ -164,4 +167,4 @@ def train(run: MethodRun) -> dict[str, list]:
     return {"intermediate": first, "prediction": final_stage(run)}
 
 
-METHOD = Method("albert", build, train, lr=1e-4, temperature=1.0, epochs=2, pred_epochs=3)
+METHOD = Method("albert", build, train, lr=1e-4, temperature=1.0, epochs=1, pred_epochs=2)

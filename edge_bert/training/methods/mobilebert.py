@@ -154,4 +154,4 @@ def _transfer_step(run: MethodRun, layer: int, target: int, student_tap: Attenti
     return step
 
 
-METHOD = Method("mobilebert", build, train, lr=5e-4, temperature=1.0, epochs=1, pred_epochs=3)
+METHOD = Method("mobilebert", build, train, lr=5e-4, temperature=1.0, epochs=1, pred_epochs=2)
