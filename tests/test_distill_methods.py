@@ -201,37 +201,44 @@ def test_unknown_method_is_one_clear_error(teacher, data_files, tmp_path: Path) 
     assert result.exit_code == 2 and "unknown method 'mobile'" in result.output and "Traceback" not in result.output
 
 
-def test_albert_files_hold_the_shared_layer_once_and_mobilebert_converts_full_integer(tmp_path: Path) -> None:
-    """Built from a hidden-128 teacher (so the layer weighs: 4 unshared copies would add 27 % to the file):
-    the ALBERT student's ONNX and LiteRT fp32 files are its parameter bytes, int8 at most 30 % of them; the
-    MobileBERT student converts with LiteRT's full-integer recipes and passes their gates."""
-    from edge_bert.convert.pipeline import convert
-
+def wide_teacher() -> transformers.BertForSequenceClassification:
+    """Hidden 128 (so a layer weighs: 3 unshared copies would add 27 % to an ALBERT student's file)."""
     torch.manual_seed(0)
     config = transformers.BertConfig(
         hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512, num_labels=2
     )
-    model = transformers.BertForSequenceClassification(config).eval()
+    return transformers.BertForSequenceClassification(config).eval()
+
+
+def convert_student(module, name: str, profile: str, recipes: list[str], tmp_path: Path, **extra) -> tuple[dict, int]:
+    """Build the method's student from the wide teacher (structure, no training), convert it; outcomes by recipe."""
+    from edge_bert.convert.pipeline import convert
+
+    student, _ = module.build(wide_teacher(), settings(name, **{"bottleneck": 32, **extra}), AUTO)
+    student.save_pretrained(tmp_path / name)
+    transformers.AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(tmp_path / name)
     texts = [t for t, _ in sst2_dev(limit=32)]
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
-    results = {}
-    builds = (("albert", albert, {"layers": 4, "embedding_size": 64}), ("mobilebert", mobilebert, {}))
-    for name, module, extra in builds:
-        student, _ = module.build(model, settings(name, **{"bottleneck": 32, **extra}), AUTO)
-        student.save_pretrained(tmp_path / name)
-        tokenizer.save_pretrained(tmp_path / name)
-        parameters = 4 * sum(p.numel() for p in student.parameters())
-        recipes = {"albert": ["fp32", "dynamic-int8"], "mobilebert": ["fp32", "full-int8", "full-int16x8"]}[name]
-        for profile in ("tiny-random.toml", "tiny-random-tflite.toml"):
-            if name == "mobilebert" and profile == "tiny-random.toml":
-                continue
-            chosen = [r for r in recipes if profile.endswith("tflite.toml") or r in ("fp32", "dynamic-int8")]
-            outcomes = convert(str(tmp_path / name), PROFILES / profile, tmp_path / "out", recipes=chosen, texts=texts)
-            for outcome in outcomes:
-                results[name, profile, outcome.recipe] = (outcome.passed, outcome.model_bytes / parameters)
-    failed = {k: v for k, v in results.items() if not v[0]}
-    assert not failed, failed
-    for (name, profile, recipe), (_, share) in results.items():
-        if name == "albert":
-            assert (0.95 <= share <= 1.03) if recipe == "fp32" else share <= 0.30, (profile, recipe, share)
-    assert {r for (n, _, r) in results if n == "mobilebert"} == {"fp32", "full-int8", "full-int16x8"}
+    outcomes = convert(str(tmp_path / name), PROFILES / profile, tmp_path / "out", recipes=recipes, texts=texts)
+    return {o.recipe: o for o in outcomes}, 4 * sum(p.numel() for p in student.parameters())
+
+
+@pytest.mark.parametrize("profile", ["tiny-random.toml", "tiny-random-tflite.toml"])
+def test_albert_student_files_hold_the_shared_layer_once(profile, tmp_path: Path) -> None:
+    """ONNX and LiteRT: the fp32 file is the parameter bytes (one copy of the shared layer), int8 <= 30 %."""
+    outcomes, parameters = convert_student(
+        albert, "albert", profile, ["fp32", "dynamic-int8"], tmp_path, layers=4, embedding_size=64
+    )
+    shares = {
+        r: (o.passed, o.error, o.model_bytes and round(o.model_bytes / parameters, 4)) for r, o in outcomes.items()
+    }
+    assert all(passed for passed, _, _ in shares.values()), shares
+    assert 0.95 <= shares["fp32"][2] <= 1.03 and shares["dynamic-int8"][2] <= 0.30, shares
+
+
+def test_mobilebert_student_converts_with_full_integer_litert(tmp_path: Path) -> None:
+    outcomes, _ = convert_student(
+        mobilebert, "mobilebert", "tiny-random-tflite.toml", ["fp32", "full-int8", "full-int16x8"], tmp_path
+    )
+    verdicts = {r: (o.passed, o.error) for r, o in outcomes.items()}
+    assert set(verdicts) == {"fp32", "full-int8", "full-int16x8"}
+    assert all(passed for passed, _ in verdicts.values()), verdicts

@@ -1,4 +1,4 @@
-"""The ALBERT method (Lan et al. 2020) from the user's teacher: cross-layer parameter sharing and a
+"""The ALBERT method from the user's teacher (the ALBERT paper, 2020): cross-layer parameter sharing and a
 factorised embedding, started from the teacher's weights, trained with TinyBERT's layer-wise losses and then
 prediction distillation.
 

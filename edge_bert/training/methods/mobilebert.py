@@ -1,5 +1,5 @@
-"""The MobileBERT method (Sun et al. 2020) from the user's teacher: bottlenecked layers, stacked FFNs, NoNorm
-and ReLU, trained by progressive knowledge transfer, then prediction distillation.
+"""The MobileBERT method from the user's teacher (the MobileBERT paper, 2020): bottlenecked layers,
+stacked FFNs, NoNorm and ReLU, trained by progressive knowledge transfer, then prediction distillation.
 
 - Student: ``MobileBert...`` whose inter-block width is the teacher's hidden size, so feature maps transfer
   without projections (the teacher plays IB-BERT's part); intra-block bottleneck B (default 128), 4 FFNs of
