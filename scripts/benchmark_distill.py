@@ -55,7 +55,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
     parser.add_argument("--layers", type=int, nargs="+", default=[3, 2])
-    parser.add_argument("--recipe", default="auto", help="distillation recipe (auto = DistilBERT at full width)")
+    parser.add_argument(
+        "--method",
+        default="auto",
+        help="distill --method: auto (DistilBERT at full width), tinybert, albert, mobilebert",
+    )
     parser.add_argument("--hidden-size", type=int)
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--bundles", type=Path, default=Path("bundles"))
@@ -74,7 +78,9 @@ def main() -> None:
     }
     for layers in args.layers:
         width = ["--hidden-size", str(args.hidden_size)] if args.hidden_size else []
-        suffix = f"-h{args.hidden_size}" if args.hidden_size else ""
+        suffix = (f"-h{args.hidden_size}" if args.hidden_size else "") + (
+            f"-{args.method}" if args.method in ("albert", "mobilebert") else ""
+        )
         student = args.models / f"{args.task}-student-l{layers}{suffix}"
         command = [
             "distill",
@@ -83,8 +89,8 @@ def main() -> None:
             *evaluation,
             "--layers",
             str(layers),
-            "--recipe",
-            args.recipe,
+            "--method",
+            args.method,
             *width,
             "--out",
             str(student),

@@ -7,21 +7,18 @@ settings (``FinetuneSettings`` / ``DistillSettings``) and a ``Job`` here and han
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from edge_bert.cli.common import JsonOpt, deprecated, out_console, preflight, read_data
 from edge_bert.cli.common import fail as _fail
 from edge_bert.cli.logs import quiet_verb
+from edge_bert.cli.train_view import Bar, show
 from edge_bert.errors import EdgeBertError, InputError
-from edge_bert.render.escape import terminal
 from edge_bert.render.terminal import write_json
 
 if TYPE_CHECKING:
@@ -67,57 +64,6 @@ class TrainingData:
         return train, read_data(self.eval_data, *columns, self.eval_split, None)
 
 
-class _Bar:
-    """A rich progress bar fed by the training loop's per-step callback: loss and examples/s."""
-
-    def __init__(self, console: Console) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> _Bar:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
-
-    def __call__(self, info: dict[str, Any]) -> None:
-        stage = info["stage"]
-        if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(stage, total=info["total"], info="")
-        terms = " ".join(f"{k} {v:.4f}" for k, v in info.items() if k not in _NOT_TERMS)
-        text = f"epoch {info['epoch']}/{info['epochs']} {terms} {info['examples_per_s']:.0f} ex/s"
-        self.progress.update(self.tasks[stage], completed=info["step"], info=text)
-
-
-_NOT_TERMS = {"stage", "epoch", "epochs", "step", "total", "examples_per_s"}
-
-
-def _show(summary: dict[str, Any], json_out: Optional[str]) -> None:
-    """The summary table (stderr with ``--json -``), the failed gate in one line, and the JSON document."""
-    console = out_console(json_out)
-    table = Table(title=f"edge-bert {summary['command']} → {summary.get('out')}", show_header=False)
-    rows = {k: v for k, v in summary.items() if k not in ("schema", "settings", "out", "command")}
-    for key, value in rows.items():
-        table.add_row(terminal(key), terminal(json.dumps(value) if isinstance(value, dict | list) else value))
-    console.print(table)
-    if not summary["passed"]:
-        gate = summary["gate"]
-        console.print(
-            f"[red]gate failed:[/red] {gate['metric']} {gate['value']} < {gate['threshold']}", highlight=False
-        )
-    write_json(summary, json_out)
-
-
 def _train(command: str, job: Job, data: TrainingData, settings: Any, json_out: Optional[str]) -> dict[str, Any]:
     """Read the data, run ``command`` of the training library, return its summary (schema first)."""
     try:
@@ -127,7 +73,7 @@ def _train(command: str, job: Job, data: TrainingData, settings: Any, json_out: 
                                "pip install 'edge-bert[convert]'")) from exc  # fmt: skip
     train, evaluation = data.read()
     try:
-        with _Bar(out_console(json_out)) as bar:
+        with Bar(out_console(json_out)) as bar:
             summary = {"finetune": finetune.finetune, "distill": distill.distill}[command](
                 job, train, settings, evaluation, bar
             )
@@ -212,7 +158,7 @@ def finetune_command(
     job = Job(base, out, overwrite, revision, trust_remote_code)
     inputs = TrainingData(data, split, eval_data, eval_split, text_column, label_column)
     summary = _train("finetune", job, inputs, settings, json_out)
-    _show(summary, json_out)
+    show(summary, json_out)
     raise typer.Exit(0 if summary["passed"] else 1)
 
 
@@ -223,11 +169,21 @@ def distill_command(
     layers: Annotated[int, typer.Option(help="Student layers (at most the teacher's).")] = ...,  # type: ignore[assignment]
     out: OutOpt = ...,  # type: ignore[assignment]
     hidden_size: Annotated[
-        Optional[int], typer.Option(help="Student width (TinyBERT recipe; a multiple of the teacher's heads).")
+        Optional[int], typer.Option(help="Student width (TinyBERT method; a multiple of the teacher's heads).")
     ] = None,
-    recipe: Annotated[
-        str, typer.Option(help="auto | distilbert | tinybert | embedding (auto: by teacher task and width).")
-    ] = "auto",
+    method: Annotated[
+        Optional[str],
+        typer.Option(
+            help="auto | distilbert | tinybert | albert | mobilebert | embedding (auto: by teacher task and width)."
+        ),
+    ] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", hidden=True, help="Deprecated: --method.")] = None,
+    embedding_size: Annotated[
+        Optional[int], typer.Option(help="ALBERT / MobileBERT: factorised word-embedding size E (default 128).")
+    ] = None,
+    bottleneck: Annotated[
+        Optional[int], typer.Option(help="MobileBERT: intra-block bottleneck width (default 128).")
+    ] = None,
     eval_data: EvalDataOpt = None,
     split: SplitOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -235,7 +191,8 @@ def distill_command(
     label_column: LabelColumnOpt = None,
     epochs: EpochsOpt = None,
     pred_epochs: Annotated[
-        Optional[int], typer.Option(help="TinyBERT prediction-layer stage epochs (default 10).")
+        Optional[int],
+        typer.Option(help="Prediction-layer stage epochs (TinyBERT 10, ALBERT / MobileBERT: see docs/training.md)."),
     ] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 1e-4; TinyBERT 5e-4).")] = None,
     temperature: Annotated[
@@ -264,10 +221,12 @@ def distill_command(
     trust_remote_code: TrustOpt = False,
     json_out: JsonOpt = None,
 ) -> None:
-    """Distil TEACHER into a --layers student (DistilBERT / TinyBERT / embedding recipe), gated on how much of
-    the teacher it keeps on --eval-data. Exit 0 pass, 1 gate failed (the student is still written), 2 bad input."""
+    """Distil TEACHER into a --layers student (DistilBERT / TinyBERT / ALBERT / MobileBERT / embedding method),
+    gated on how much of the teacher it keeps on --eval-data. Exit 0 pass, 1 gate failed (the student is still
+    written), 2 bad input."""
     preflight(json_out)
     torch_threads = deprecated(torch_threads, threads, "--threads", "--torch-threads")
+    method = deprecated(method, recipe, "--recipe", "--method")
     from edge_bert.training.distill import DistillSettings
     from edge_bert.training.setup import Job, with_options
 
@@ -275,7 +234,9 @@ def distill_command(
         with_options,
         settings=DistillSettings(layers=layers),
         hidden_size=hidden_size,
-        recipe=recipe,
+        method=method,
+        embedding_size=embedding_size,
+        bottleneck=bottleneck,
         epochs=epochs,
         pred_epochs=pred_epochs,
         lr=lr,
@@ -295,7 +256,7 @@ def distill_command(
     job = Job(teacher, out, overwrite, revision, trust_remote_code)
     inputs = TrainingData(data, split, eval_data, eval_split, text_column, label_column)
     summary = _train("distill", job, inputs, settings, json_out)
-    _show(summary, json_out)
+    show(summary, json_out)
     raise typer.Exit(0 if summary["passed"] else 1)
 
 
@@ -360,7 +321,7 @@ def _distill_table(layers: int, summary: dict[str, Any], rows: list[tuple[str, A
     first = rows[0][2]
     lengths = [row.seq_length for row in first.latency]
     table = Table(
-        title=f"edge-bert run --distill {layers}: teacher and student ({summary['recipe']} recipe)"
+        title=f"edge-bert run --distill {layers}: teacher and student ({summary['method']} method)"
         + emulated_note(first),
         caption=machine_line(to_plain(first.machine)) + f" · {first.settings.threads} threads",
     )

@@ -1,7 +1,7 @@
 """`edge-bert distill`: a teacher + the user's texts -> a smaller student of the same architecture,
 gated on how much of the teacher it keeps, saved as a checkpoint `edge-bert convert` takes unchanged.
 
-Recipes (student construction in ``student.py``):
+Methods (``--method``; student construction in ``student.py``, the other-family methods in ``methods/``):
 - ``distilbert`` (Sanh et al. 2019): loss = alpha_kd * T^2 * KL(teacher || student at temperature T)
   + alpha_ce * cross-entropy on the labels + alpha_cos * (1 - cosine) between the last hidden states.
 - ``tinybert`` (Jiao et al. 2020): stage 1, intermediate layers: MSE between embedding outputs and
@@ -10,6 +10,8 @@ Recipes (student construction in ``student.py``):
   cross-entropy against the teacher's logits at temperature T. No data augmentation.
 - ``embedding`` (sentence-transformers teachers, feature-extraction): (1 - cosine) + MSE between the
   pooled sentence embeddings; gated by neighbour recall against the teacher.
+- ``albert`` and ``mobilebert`` (``methods/``): a student of that family built from the teacher's weights,
+  layer-wise transfer then prediction distillation (or pooled-embedding matching for an embedding teacher).
 Teacher outputs that do not change are computed once (eval mode) and cached: on a CPU the teacher's
 forward pass would otherwise cost as much as the student's training step.
 """
@@ -32,26 +34,26 @@ from edge_bert.convert.tasks import HOST, host_task
 from edge_bert.errors import InputError
 from edge_bert.evaldata import LabelledData, match_labels
 from edge_bert.tasks import EmbeddingTask, Task, infer_task
+from edge_bert.training.compare import evaluate, side_by_side
 from edge_bert.training.data import (
     Encoded,
-    embed,
     encode,
     finish,
     length_batches,
     mean_pool,
     pad,
-    predict_logits,
     subsample,
 )
-from edge_bert.training.finetune import classification_summary, fingerprint
+from edge_bert.training.finetune import fingerprint
 from edge_bert.training.loop import LoopSettings, Progress, train_loop
 from edge_bert.training.losses import QueryKeyTap, masked_mse, soft_cross_entropy, soft_kl
+from edge_bert.training.methods import METHODS, MethodRun
 from edge_bert.training.setup import Job, start
 from edge_bert.training.student import build_student, check_student, dims, principal_projection
 from edge_bert.training.tasks import trainer_of
 from edge_bert.training.tasks.run import distill_task
 
-RECIPES = ("auto", "distilbert", "tinybert", "embedding")
+RECIPES = ("auto", "distilbert", "tinybert", "embedding", *METHODS)
 #: sentence-transformers files copied from an embedding teacher (pooling and normalisation travel along)
 ST_FILES = (
     "modules.json",
@@ -66,11 +68,15 @@ ST_FILES = (
 class DistillSettings:
     layers: int
     hidden_size: int | None = None
-    recipe: str = "auto"  # distilbert when the width is kept, tinybert when it shrinks; embedding teachers: embedding
-    epochs: int = 3  # distilbert / embedding; tinybert: intermediate-layer stage
-    # tinybert prediction-layer stage. Measured on CLINC150 (4 layers, width 192): 3 epochs at T=2 kept 59 %
-    # of the teacher, 10 epochs at T=1 (the TinyBERT reference code's temperature) 96.8 %.
-    pred_epochs: int = 10
+    method: str = "auto"  # distilbert when the width is kept, tinybert when it shrinks; embedding teachers: embedding
+    # None = per method: 3 (distilbert / embedding; tinybert: intermediate-layer stage); albert: intermediate
+    # stage; mobilebert: each progressive per-layer stage (methods/*.py: METHOD)
+    epochs: int | None = None
+    # prediction-layer stage (tinybert, albert, mobilebert). Measured on CLINC150 (tinybert 4 layers, width 192):
+    # 3 epochs at T=2 kept 59 % of the teacher, 10 epochs at T=1 (the TinyBERT reference code's) 96.8 %.
+    pred_epochs: int | None = None
+    embedding_size: int = 128  # albert, mobilebert: factorised word-embedding size E
+    bottleneck: int = 128  # mobilebert: intra-block bottleneck width
     # None = per recipe, the values measured on CLINC150: lr 1e-4 and T=2 where the layers are copied from the
     # teacher (distilbert, embedding); lr 5e-4 and T=1 (the TinyBERT reference code's) for random tinybert layers
     lr: float | None = None
@@ -92,10 +98,11 @@ class DistillSettings:
 
 
 def resolve_recipe(recipe: str, task: Task, config: Any, hidden_size: int | None) -> str:
-    """The recipe to run for a teacher of ``task`` (its host task lists the recipes that take it)."""
+    """The method to run for a teacher of ``task`` (its host task and the methods registry list the ones
+    that take it)."""
     if recipe not in RECIPES:
-        raise InputError(f"unknown recipe {recipe!r}; recipes: {', '.join(RECIPES)}")
-    allowed = host_task(task).distill_recipes
+        raise InputError(f"unknown method {recipe!r}; methods: {', '.join(RECIPES)}")
+    allowed = allowed_methods(task)
     if not allowed:
         raise InputError(f"no distillation recipe takes a {task.name} teacher")
     if recipe == "auto" and len(allowed) == 1:
@@ -103,11 +110,25 @@ def resolve_recipe(recipe: str, task: Task, config: Any, hidden_size: int | None
     if recipe == "auto":
         return "tinybert" if hidden_size is not None and hidden_size < dims(config)[1] else "distilbert"
     if recipe not in allowed:
-        wanted = " or ".join(name for name, host in HOST.items() if recipe in host.distill_recipes)
+        wanted = " or ".join(name for name in HOST if recipe in allowed_methods(name))
         raise InputError(
-            f"the {recipe} recipe needs a {wanted} teacher; this one is {task.name} (its recipes: {', '.join(allowed)})"
+            f"the {recipe} method needs a {wanted} teacher; this one is {task.name} (its methods: {', '.join(allowed)})"
         )
     return recipe
+
+
+def allowed_methods(task: Task | str) -> tuple[str, ...]:
+    name = task if isinstance(task, str) else task.name
+    return host_task(name).distill_recipes + tuple(m for m, method in METHODS.items() if name in method.tasks)
+
+
+def method_defaults(method: str) -> dict[str, Any]:
+    """lr, temperature and epochs where the user gave none: the values measured on CLINC150 (see the fields)."""
+    if method in METHODS:
+        m = METHODS[method]
+        return {"lr": m.lr, "temperature": m.temperature, "epochs": m.epochs, "pred_epochs": m.pred_epochs}
+    tiny = method == "tinybert"
+    return {"lr": 5e-4 if tiny else 1e-4, "temperature": 1.0 if tiny else 2.0, "epochs": 3, "pred_epochs": 10}
 
 
 def trainable(model: nn.Module) -> list[nn.Parameter]:
@@ -146,10 +167,10 @@ def distill(
     started = start(job, settings.seed, settings.threads)  # refuses a bad source or an existing OUT
     source, config = started.source, started.config
     task = infer_task(getattr(config, "architectures", None))
-    recipe = resolve_recipe(settings.recipe, task, config, settings.hidden_size)
-    check_student(config, settings.layers, settings.hidden_size, recipe)
+    method = resolve_recipe(settings.method, task, config, settings.hidden_size)
+    check_student(config, settings.layers, settings.hidden_size, method)
     trainer = trainer_of(task.name)
-    if trainer is not None:  # question answering, token classification: training/tasks/
+    if trainer is not None:  # question answering, token classification (DistilBERT method): training/tasks/
         return distill_task(trainer, started, train, settings, eval_data, progress)
     teacher, tokenizer = started.load(host_task(task).auto_class)
     teacher.eval().requires_grad_(False)
@@ -161,33 +182,39 @@ def distill(
     if labels and eval_data is not None and eval_data.labels is not None:
         match_labels(eval_data.labels, labels)  # names an unknown label before training starts
     pooling, normalize = _sentence_transformers_head(Path(source))
-    if recipe == "embedding" and pooling == "cls":
+    embedding = task.name == EmbeddingTask.name
+    if embedding and pooling == "cls":
         raise InputError("embedding distillation supports mean-pooling teachers only (this one pools [CLS])")
-    tiny = recipe == "tinybert"
-    defaults = {"lr": 5e-4 if tiny else 1e-4, "temperature": 1.0 if tiny else 2.0}
-    settings = replace(settings, **{k: v for k, v in defaults.items() if getattr(settings, k) is None})
+    settings = replace(settings, **{k: v for k, v in method_defaults(method).items() if getattr(settings, k) is None})
     stage = started.stage()
-    cache = teacher_cache(teacher, data.ids, recipe, normalize)
-    student, mapping = build_student(teacher, settings.layers, settings.hidden_size, recipe)
-    key = fingerprint(asdict(settings), recipe, source, train.texts, train.labels)
+    cache = teacher_cache(teacher, data.ids, "embedding" if embedding else method, normalize)
+    if method in METHODS:
+        student, mapping = METHODS[method].build(teacher, settings, host_task(task).auto_class)
+    else:
+        student, mapping = build_student(teacher, settings.layers, settings.hidden_size, method)
+    key = fingerprint(asdict(settings), method, source, train.texts, train.labels)
     loop = LoopSettings(settings.epochs, settings.batch_size, settings.seed)
     lengths = [len(x) for x in data.ids]
     student.get_input_embeddings().weight.requires_grad_(not settings.freeze_word_embeddings)
     groups = [{"params": trainable(student), "lr": settings.lr}]
     history: dict[str, list[dict[str, float]]] = {}
-    if recipe == "tinybert":
+    if method in METHODS:
+        run = MethodRun(teacher, student, mapping, data, cache, settings, stage, key, progress, embedding)
+        history.update(METHODS[method].train(run))
+    elif method == "tinybert":
         history.update(_tinybert(teacher, student, mapping, data, cache, settings, stage, key, progress))
     else:
-        step = _step(recipe, student, data, cache, settings)
+        step = _step(method, student, data, cache, settings)
         history["distill"] = train_loop(
             "distill", {"student": student}, groups, step, lengths, loop, stage, key, progress
         )
     summary: dict[str, Any] = {
         "command": "distill",
-        "recipe": recipe,
+        "method": method,
+        "recipe": method,  # deprecated name of "method", kept for one release
         "teacher": source,
         "layers": settings.layers,
-        "hidden_size": dims(student.config)[1],
+        "hidden_size": student.config.hidden_size,
         "layer_map": mapping,
         "train_rows": len(train),
         "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
@@ -198,11 +225,12 @@ def distill(
         },
     }
     summary.update(
-        _evaluate(teacher, student, tokenizer, train, eval_data, labels, recipe, pooling, normalize, settings)
+        evaluate(teacher, student, tokenizer, train, eval_data, labels, embedding, pooling, normalize, settings)
     )
+    summary["side_by_side"] = side_by_side(teacher, student, task, summary)
     summary["seconds"] = round(time.time() - start_time, 1)
     finish(
-        stage if recipe != "embedding" else _with_st_files(stage, Path(source)),
+        _with_st_files(stage, Path(source)) if embedding else stage,
         job.out,
         student,
         tokenizer,
@@ -321,65 +349,6 @@ def _tinybert(
         progress,
     )
     return {"intermediate": first, "prediction": second}
-
-
-def _evaluate(
-    teacher: nn.Module,
-    student: nn.Module,
-    tokenizer: Any,
-    train: LabelledData,
-    eval_data: LabelledData | None,
-    labels: list[str] | None,
-    recipe: str,
-    pooling: str,
-    normalize: bool,
-    s: DistillSettings,
-) -> dict[str, Any]:
-    """Student vs teacher on the evaluation data, and the gate verdict."""
-    if recipe == "embedding":
-        data = eval_data or subsample(train, 2000, s.seed)
-        ids = encode(tokenizer, data, None, s.max_length).ids
-        student_emb, teacher_emb = embed(student, ids, normalize), embed(teacher, ids, normalize)
-        metrics = EmbeddingTask().evaluate(student_emb.numpy(), teacher_emb.numpy(), data.labels, None)
-        keep = (
-            "neighbour_recall",
-            "same_nearest_neighbour",
-            "top_k_overlap",
-            "mean_cosine",
-            "knn_accuracy",
-            "fp32_knn_accuracy",
-        )
-        result = {k.replace("fp32", "teacher"): round(float(metrics[k]), 5) for k in keep if k in metrics}
-        value, threshold = result["neighbour_recall"], s.min_neighbour_recall
-        gate = {"metric": "neighbour_recall", "threshold": threshold, "value": value, "pass": value >= threshold}
-        return {"eval": {"source": data.source, "rows": len(data), **result}, "gate": gate, "passed": gate["pass"]}
-    if eval_data is None or eval_data.labels is None:
-        return {"gate": None, "passed": True, "note": "no labelled --eval-data: accuracy not measured, nothing gated"}
-    ids = encode(tokenizer, eval_data, None, s.max_length).ids
-    targets = torch.as_tensor(match_labels(eval_data.labels, labels))
-    student_logits, teacher_logits = predict_logits(student, ids), predict_logits(teacher, ids)
-    student_metrics = classification_summary(student_logits, targets)
-    teacher_metrics = classification_summary(teacher_logits, targets)
-    pct = 100.0 * student_metrics["accuracy"] / teacher_metrics["accuracy"] if teacher_metrics["accuracy"] else 0.0
-    agreement = float((student_logits.argmax(-1) == teacher_logits.argmax(-1)).float().mean())
-    gate = {
-        "metric": "accuracy_pct_of_teacher",
-        "threshold": s.min_pct_of_teacher,
-        "value": round(pct, 2),
-        "pass": pct >= s.min_pct_of_teacher,
-    }
-    return {
-        "eval": {
-            "source": eval_data.source,
-            "rows": len(eval_data),
-            "student": student_metrics,
-            "teacher": teacher_metrics,
-            "accuracy_pct_of_teacher": round(pct, 2),
-            "agreement_with_teacher": round(agreement, 5),
-        },
-        "gate": gate,
-        "passed": gate["pass"],
-    }
 
 
 def _with_st_files(stage: Path, teacher_dir: Path) -> Path:

@@ -177,7 +177,8 @@ def distill_task(
     summary: dict[str, Any] = {
         "command": "distill",
         "task": trainer.name,
-        "recipe": "distilbert",
+        "method": "distilbert",
+        "recipe": "distilbert",  # deprecated name of "method", kept for one release
         "teacher": started.source,
         "layers": s.layers,
         "hidden_size": dims(student.config)[1],
