@@ -8,7 +8,7 @@ from pathlib import Path
 from test_question_answering import TINY_PROFILE, save_qa_model
 from test_token_classification import _save_tagger
 
-from edge_bert.bench.protocol import bench
+from edge_bert.bench.protocol import bench_result as bench
 from edge_bert.bench.requests import CONTEXT_WORDS
 from edge_bert.convert.pipeline import convert
 from edge_bert.results.io import parse_result
