@@ -120,7 +120,10 @@ def finetune_command(
     threads: OldThreadsOpt = None,
     min_accuracy: Annotated[
         Optional[float],
-        typer.Option(help="Gate: --eval-data accuracy (0-1) at least this, else exit 1 (default: the preset's)."),
+        typer.Option(
+            help="Gate: --eval-data accuracy (QA: F1, NER: entity F1; 0-1) at least this, else exit 1 "
+            "(default: the preset's)."
+        ),
     ] = None,
     overwrite: OverwriteOpt = False,
     revision: RevisionOpt = None,
