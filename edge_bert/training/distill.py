@@ -105,8 +105,9 @@ def resolve_recipe(recipe: str, task: Task, config: Any, hidden_size: int | None
     allowed = allowed_methods(task)
     if not allowed:
         raise InputError(f"no distillation recipe takes a {task.name} teacher")
-    if recipe == "auto" and len(allowed) == 1:
-        return allowed[0]
+    own = host_task(task).distill_recipes  # auto picks among the teacher's own-family methods only
+    if recipe == "auto" and len(own) == 1:
+        return own[0]
     if recipe == "auto":
         return "tinybert" if hidden_size is not None and hidden_size < dims(config)[1] else "distilbert"
     if recipe not in allowed:
