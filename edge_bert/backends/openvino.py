@@ -35,7 +35,7 @@ class OpenvinoBackend(Backend):
         self._request = self._compiled.create_infer_request()
         # a saved IR can keep a traced op's numeric tensor name next to the one export gave ("228" and
         # "span_logits"): the task's name is the non-numeric one
-        self._outputs = [_output_name(o.get_names()) or o.get_any_name() for o in self._compiled.outputs]
+        self._outputs = [_output_name(o.get_any_name(), o.get_names()) for o in self._compiled.outputs]
         #: the precision the plugin computes in (``bf16`` only where the IR asked for it and the CPU has it)
         self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
@@ -94,7 +94,7 @@ def _first_line(exc: Exception) -> str:
     return (lines or [type(exc).__name__])[-1][:300]
 
 
-def _output_name(names: set[str]) -> str | None:
-    """The output's given name among its tensor names (numeric ones are the tracer's), None if none."""
-    given = sorted(name for name in names if not name.isdigit())
-    return given[0] if given else None
+def _output_name(name: str, names: set[str]) -> str:
+    """``name``, unless it is a tracer's numeric name and the output also has a given one (the first)."""
+    given = sorted(other for other in names if not other.isdigit())
+    return given[0] if name.isdigit() and given else name
