@@ -63,3 +63,19 @@ def test_qa_bundle_has_a_bert_question_answerer_model(tmp_path: Path) -> None:
     # the bundle's own signatures are the profile's and 384; the runner's max_length stays the profile's
     assert set(manifest["shapes"]["signatures"]) == {"seq_16", "seq_64", "seq_384"}
     assert manifest["shapes"]["max_length"] == manifest["tokenizer"]["max_length"] == 64
+
+
+def test_openvino_qa_export_keeps_the_span_logits_name(tmp_path: Path) -> None:
+    """A saved IR kept the traced op's numeric name ("228") next to ``span_logits``; the runner reads the
+    given one (before the fix convert died with KeyError 'span_logits')."""
+    require_module("openvino", "the openvino extra is not installed")
+    from edge_bert.bundle import open_bundle
+    from edge_bert.session import BundleSession
+
+    source = save_qa_model("bert", tmp_path / "model")
+    profile = Path(__file__).parent / "profiles" / "tiny-random-openvino.toml"
+    (outcome,) = convert(str(source), profile, tmp_path / "out", recipes=["fp32"], log=lambda _: None)
+    assert outcome.passed, outcome.error
+    context = "The quick brown fox jumps over the lazy dog near the river bank."
+    span = BundleSession(open_bundle(outcome.bundle)).answer_question("what jumps?", context)
+    assert context[span.start : span.end] == span.text and span.text

@@ -33,7 +33,9 @@ class OpenvinoBackend(Backend):
             raise BundleError(f"{where}: openvino cannot load this model: {_first_line(exc)}") from exc
         self._where = where
         self._request = self._compiled.create_infer_request()
-        self._outputs = [o.get_any_name() for o in self._compiled.outputs]
+        # a saved IR can keep a traced op's numeric tensor name next to the one export gave ("228" and
+        # "span_logits"): the task's name is the non-numeric one
+        self._outputs = [_output_name(o.get_any_name(), o.get_names()) for o in self._compiled.outputs]
         #: the precision the plugin computes in (``bf16`` only where the IR asked for it and the CPU has it)
         self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
@@ -90,3 +92,9 @@ def _first_line(exc: Exception) -> str:
     """OpenVINO's reason is its message's last line (the first ones name its own source files)."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     return (lines or [type(exc).__name__])[-1][:300]
+
+
+def _output_name(name: str, names: set[str]) -> str:
+    """``name``, unless it is a tracer's numeric name and the output also has a given one (the first)."""
+    given = sorted(other for other in names if not other.isdigit())
+    return given[0] if name.isdigit() and given else name
