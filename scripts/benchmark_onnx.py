@@ -117,7 +117,7 @@ def build_bundles(source: Path, target: str, name: str, reuse: bool) -> list[dic
     log(f"converting {source} for target {target}")
     texts = builtin_texts("sentences")  # golden + calibration texts: disjoint from the SST-2 parity texts
     with contextlib.redirect_stdout(sys.stderr):  # litert-torch prints its progress: keep stdout for the report
-        results = convert(str(source), target, out, texts=texts, name=name, overwrite=True, log=log)
+        results = convert(str(source), target, out, texts=texts, name=name, formats=["onnx"], overwrite=True, log=log)
     keep = ("format", "recipe", "passed", "model_bytes", "parity", "seconds", "error")
     outcomes = [{**{k: getattr(o, k) for k in keep}, "bundle": str(o.bundle) if o.bundle else None} for o in results]
     record.write_text(json.dumps(outcomes, indent=2, default=str) + "\n")

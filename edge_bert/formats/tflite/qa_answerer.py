@@ -25,6 +25,7 @@ from edge_bert.formats.tflite.mediapipe import (
     _drop_unused_buffers,
     _metadata_writer,
     _tensor,
+    unpacked,
     unsupported_tokenizer,
 )
 
@@ -76,14 +77,7 @@ def write_qa_answerer(fmt: Any, staging: Path, title: str) -> dict[str, Any] | N
 def answerer_graph(model: bytes, length: int) -> bytearray:
     """One subgraph from signature ``seq_{length}``: inputs ids, mask, segment_ids (int32 [1, length]),
     outputs end_logits, start_logits (float32 [1, length]) from an UNPACK of ``span_logits``."""
-    from mediapipe.tasks.metadata import schema_py_generated as fb
-
-    raw = bytearray(model)
-    tree = fb.ModelT.InitFromPackedBuf(raw, 0)
-    for buffer in tree.buffers:  # large constants live past the flatbuffer; the copy holds them inline
-        if buffer.offset and buffer.offset > 1:
-            buffer.data = np.frombuffer(bytes(raw[buffer.offset : buffer.offset + buffer.size]), np.uint8)
-            buffer.offset = buffer.size = 0
+    fb, tree = unpacked(model)
     found = [s for s in tree.signatureDefs if s.signatureKey.decode() == f"seq_{length}"]
     if not found:
         keys = sorted(s.signatureKey.decode() for s in tree.signatureDefs)
