@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from edge_bert.cli.common import fail
 from edge_bert.errors import EdgeBertError
 from edge_bert.limits import usable_cpus
+from edge_bert.render.escape import terminal
 from edge_bert.render.terminal import err_console
 
 
@@ -58,16 +59,18 @@ def matrix(
                 counts["done" if info["status"] == "done" else "failed"] += 1
                 progress.advance(bar)
                 if info["status"] != "done":
-                    err_console.print(f"failed {cell.label}: {info['exit_class']}: {info['reason']}", highlight=False)
+                    reason = f"{cell.label}: {info['exit_class']}: {info['reason']}"  # a step's stderr: untrusted
+                    err_console.print(f"failed {terminal(reason)}", highlight=False)
             left = len(all_cells) - counts["done"] - counts["failed"]
-            now = f" · {event} {cell.label}" if cell is not None and event != "finished" else ""
+            now = f" · {event} {terminal(cell.label)}" if cell is not None and event != "finished" else ""
             progress.update(bar, description=f"done {counts['done']} · failed {counts['failed']} · left {left}{now}")
 
         index = run_matrix(spec, base, all_cells, out, jobs or min(2, usable_cpus()), report)
     failed = failed_required(index)
     done = sum(c["status"] == "done" for c in index["cells"])
-    err_console.print(f"matrix {spec.name}: {done} of {len(index['cells'])} cells done, {len(failed)} required "
-                      f"failed; index {out / 'matrix.json'}", highlight=False)  # fmt: skip
+    summary = f"{done} of {len(index['cells'])} cells done, {len(failed)} required failed"
+    index_path = terminal(out / "matrix.json")
+    err_console.print(f"matrix {terminal(spec.name)}: {summary}; index {index_path}", highlight=False)
     raise typer.Exit(1 if failed else 0)
 
 
