@@ -15,6 +15,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from edge_bert.devices.probe import versions
 from edge_bert.errors import InputError
@@ -34,6 +35,10 @@ class ModelEntry:
     source: str
     #: a failure of this model's cells makes the exit status 1 (false: reported only)
     required: bool = True
+    #: the lightweighting method this model stands for (the report puts that paper's claims next to it)
+    method: Literal["distilbert", "tinybert", "albert", "mobilebert"] | None = None
+    #: the model the others are measured against: % of its accuracy, speed-up over it (at most one)
+    reference: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,8 @@ def read_matrix(path: Path) -> tuple[MatrixSpec, Path]:
         raise InputError(f"{path}: models, targets, recipes and devices each need at least one entry")
     if len({m.id for m in spec.models}) != len(spec.models):
         raise InputError(f"{path}: models: two models share an id")
+    if sum(m.reference for m in spec.models) > 1:
+        raise InputError(f"{path}: models: at most one model is the reference")
     return spec, path.resolve().parent
 
 
