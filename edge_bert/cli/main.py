@@ -13,6 +13,7 @@ from edge_bert.bench.thermal import board_lines
 from edge_bert.bench.thermal import thread_sweep as sweep_threads
 from edge_bert.cli import device as cli_device
 from edge_bert.cli import matrix as cli_matrix
+from edge_bert.cli import report as cli_report
 from edge_bert.cli import run as cli_run
 from edge_bert.cli import text as cli_text
 from edge_bert.cli import train as cli_train
@@ -316,7 +317,7 @@ def _eval_line(info) -> str:  # manifest.EvalInfo | None
 
 
 # commands that live in their own modules (none of them imports this one)
-for _module in (cli_run, cli_train, cli_device, cli_text, cli_matrix):
+for _module in (cli_run, cli_train, cli_device, cli_text, cli_matrix, cli_report):
     _module.register(app)
 
 

@@ -168,6 +168,8 @@ def _record(cell: Cell, step: Step, seconds: float, out: Path) -> dict[str, Any]
         "key": cell.key,
         "model": cell.model.id,
         "required": cell.model.required,
+        "method": cell.model.method,
+        "reference": cell.model.reference,
         "target": cell.target,
         "format": cell.format,
         "recipe": cell.recipe,
