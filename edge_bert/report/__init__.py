@@ -34,7 +34,7 @@ def write_report(results: Path, out: Path) -> Path:
     intro = [
         f"Matrix {collection.name}: {done} cells finished, {len(collection.failed)} failed, "
         f"{collection.pending} pending.",
-        "Made by `edge-bert report` from the matrix's typed result files; every number links to its file.",
+        "Made by edge-bert report from the matrix's typed result files; every number links to its file.",
     ]
     tables = [devices_table(collection), seed_table(collection), claims_table(collection), parameter_table()]
     if (failed := failed_table(collection)) is not None:

@@ -21,7 +21,7 @@ th { background: #f0f3f7; } td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
 td a { color: #0645ad; text-decoration: none; } td a:hover { text-decoration: underline; }
 sup a { font-size: 0.75em; margin-left: 0.1em; }
-.words { color: #777; font-style: italic; }
+.words { color: #444; text-align: left; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-weight: 600; margin-bottom: 0.4em; }
 .scroll { overflow-x: auto; } ul.notes { font-size: 0.85em; color: #444; }
