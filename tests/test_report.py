@@ -164,6 +164,20 @@ def _add_result_field(folder: Path) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), "x": 1}))
 
 
+def _symlink_out(folder: Path) -> None:
+    """A result file that is a symlink to a (valid) copy outside the folder."""
+    path = next((folder / "results").glob("*.validate.json"))
+    outside = folder.parent / "outside.json"
+    outside.write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(outside)
+
+
+def _change_manifest(folder: Path) -> None:
+    path = next(folder.glob("bundles/*/*/manifest.json"))
+    path.write_text(path.read_text() + "\n")
+
+
 HOSTILE = {
     "parent path": (lambda f: _edit_index(f, lambda c: c.update(validate="results/../../etc/passwd")), "leaves"),
     "absolute path": (lambda f: _edit_index(f, lambda c: c.update(bench="/etc/passwd")), "bench"),
@@ -171,6 +185,8 @@ HOSTILE = {
     "bad key": (lambda f: _edit_index(f, lambda c: c.update(key="../x")), "is not a cell key"),
     "result field": (_add_result_field, "x: unknown key"),
     "not json": (lambda f: (f / "matrix.json").write_text("{nope"), "not a readable JSON index"),
+    "symlink out": (_symlink_out, "leads outside the results folder"),
+    "manifest changed": (_change_manifest, "sha256 differs"),
 }
 
 
@@ -226,3 +242,44 @@ def test_the_page_works_in_headless_chromium(report, tmp_path):
     assert errors == []
     pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=float)
     assert pixels.shape[0] > 1000 and pixels.std() > 10  # the page rendered text, tables and plots
+
+
+@pytest.mark.slow
+def test_the_offline_example_reports(tmp_path):
+    """examples/offline.toml as shipped (the embedded MiniLM: real weights, no labelled data), then its report."""
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["matrix", str(ROOT / "examples" / "offline.toml"), "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    rows = _rows(markdown, "The seed's table, measured")
+    assert [(r[0], r[3]) for r in rows] == [("minilm", "dynamic-int8"), ("minilm", "fp32")]
+    for row in rows:
+        bench = load_result(out / _cells(out)[("minilm", row[3])]["bench"])
+        assert row[7] == row[8] == "no labelled data"  # a real model, but nothing to measure accuracy on
+        assert row[10] == f"{bench.p50_ms()[16]:.2f}" and row[9].endswith(" cos")
+    assert len(list((tmp_path / "report" / "plots").glob("*.png"))) == 5
+
+
+@pytest.mark.slow
+def test_an_emulated_board_shows_parity_never_latency(tiny_models, tmp_path):
+    """The same bundle on this machine and on the emulated Raspberry Pi 5 (qemu): latency only for the first."""
+    spec = tmp_path / "emu.toml"
+    spec.write_text(
+        f'name = "emu"\ntargets = ["{TINY_PROFILE}"]\nformats = ["onnx"]\nrecipes = ["fp32"]\n'
+        'devices = ["local", "emu:rpi5"]\nseq_lengths = [16]\nruns = 3\nwarmup = 1\nthreads = 1\n\n'
+        f'[[models]]\nid = "tiny"\nsource = "{tiny_models["bert"]}"\nreference = true\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    matrix = runner.invoke(app, ["matrix", str(spec), "--out", str(out)])
+    assert matrix.exit_code == 0, matrix.output
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    markdown = (out / "report" / "report.md").read_text()
+    rows = {r[4]: r for r in _rows(markdown, "The seed's table, measured")}
+    assert set(rows) == {"local", "emu:rpi5"}
+    emulated, local = rows["emu:rpi5"], rows["local"]
+    assert emulated[10:14] == ["emulated: no latency", "emulated: no latency", "emulated", "emulated: no latency"]
+    assert emulated[9].endswith(" top-1") and local[10] != "emulated: no latency"
+    plots = [p.name for p in (out / "report" / "plots").glob("*.png")]
+    assert not any("rpi5" in name for name in plots)  # no latency plot for the emulated board

@@ -29,10 +29,13 @@ def report(
     ] = None,
 ) -> None:
     """Write the report of a matrix: the seed's table measured, claimed vs measured, plots. Exit 2 bad input."""
+    from edge_bert.cli.logs import third_party_output
     from edge_bert.report import write_report
 
+    folder = out if out is not None else results / "report"
     try:
-        page = write_report(results, out if out is not None else results / "report")
+        with third_party_output(folder):  # torch's import chatter (parameter counts) goes to a log, not here
+            page = write_report(results, folder)
     except EdgeBertError as exc:
         raise fail(exc) from exc
     except OSError as exc:
