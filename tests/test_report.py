@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IN_CI, requires, sst2_dev
+from conftest import IN_CI, requires, run_cli_without_frameworks, sst2_dev
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -283,3 +283,13 @@ def test_an_emulated_board_shows_parity_never_latency(tiny_models, tmp_path):
     assert emulated[9].endswith(" top-1") and local[10] != "emulated: no latency"
     plots = [p.name for p in (out / "report" / "plots").glob("*.png")]
     assert not any("rpi5" in name for name in plots)  # no latency plot for the emulated board
+
+
+def test_the_report_runs_without_torch(matrix_out, report, tmp_path):
+    """A machine with only the runner: the same report; the claims stand, their configs uncounted."""
+    run_cli_without_frameworks(["report", str(matrix_out), "--out", str(tmp_path / "r")])
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    rows = _rows(markdown, "Parameter claims vs the shipped configs")
+    assert len(rows) == 5 and {r[2] for r in rows} == {"torch not installed: not computed"}
+    table = "The seed's table, measured"
+    assert _rows(markdown, table) == _rows((report / "report.md").read_text(), table)
