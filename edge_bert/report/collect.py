@@ -83,6 +83,12 @@ class Entry:
         return self.validate.emulated
 
     @property
+    def target(self) -> str:
+        """The target profile the bundle was made for (its name, as the manifest records it)."""
+        name = self.manifest.target.get("name")
+        return name if isinstance(name, str) else str(self.record.target)
+
+    @property
     def runtime(self) -> str:
         return self.validate.runtime["name"]
 

@@ -102,10 +102,11 @@ def peak_rss(entry: Entry) -> Figure:
 
 
 def counterpart(entry: Entry, collection: Collection) -> Entry | None:
-    """The reference model's cell with this cell's device, format and recipe (measured in the same run)."""
+    """The reference model's cell with this cell's device, target, format and recipe (the same run)."""
     for ref in reference_of(collection):
-        if (ref.device, ref.validate.format, ref.validate.recipe) == (
+        if (ref.device, ref.target, ref.validate.format, ref.validate.recipe) == (
             entry.device,
+            entry.target,
             entry.validate.format,
             entry.validate.recipe,
         ):

@@ -18,7 +18,7 @@ class Table:
 
 
 def _order(entry: Entry) -> tuple:
-    return (not entry.record.reference, entry.model, entry.device, entry.runtime, entry.validate.recipe)
+    return (not entry.record.reference, entry.model, entry.device, entry.target, entry.runtime, entry.validate.recipe)
 
 
 def seed_table(collection: Collection) -> Table:
@@ -32,9 +32,11 @@ def seed_table(collection: Collection) -> Table:
         headers += [f"p50 ms @{length}", f"p90 ms @{length}"]
     headers += ["peak RSS MiB", f"speed-up vs {reference or 'reference'} @{longest}"]
     rows = []
+    several_targets = len({e.target for e in collection.entries}) > 1
     for entry in sorted(collection.entries, key=_order):
         method = entry.record.method or ("reference" if entry.record.reference else "-")
         runtime = f"{entry.runtime} {entry.validate.runtime.get('version', '')}".strip()
+        runtime += f" ({entry.target})" if several_targets else ""
         row = [words(entry.model), words(method), words(runtime), words(entry.validate.recipe),
                words(entry.device), f.parameters(entry), f.megabytes(entry),
                f.pct_of_reference(entry, collection), f.pct_of_fp32(entry), f.parity(entry)]  # fmt: skip
