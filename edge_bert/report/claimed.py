@@ -44,14 +44,17 @@ def _models(collection: Collection, method: str) -> list[Entry]:
     return [e for e in collection.entries if e.record.method == method]
 
 
-def _pairs(collection: Collection, method: str, timed: bool):
-    """(entry, reference counterpart) per model of ``method``: same device, runtime and recipe."""
+def _pairs(collection: Collection, claim: Claim):
+    """(entry, reference counterpart) per model of the claim's method: same device, target, runtime and
+    recipe. A parameter count needs no counterpart (the reference is then the entry itself)."""
+    method = MODELS[claim.model].method
+    timed = claim.quantity in ("speed-up", "latency-ms")
     for entry in sorted(_models(collection, method), key=lambda e: (e.model, e.device, e.validate.recipe)):
         if timed and entry.emulated:
             continue
         ref = f.counterpart(entry, collection)
-        if ref is not None:
-            yield entry, ref
+        if ref is not None or claim.quantity == "parameters":
+            yield entry, ref or entry
 
 
 def _distinct(claim: Claim, pairs: list[tuple[Entry, Entry]]) -> list[tuple[Entry, Entry]]:
@@ -101,14 +104,14 @@ def claims_table(collection: Collection) -> Table:
     rows = []
     for claim in CLAIMS:
         method = MODELS[claim.model].method
-        timed = claim.quantity in ("speed-up", "latency-ms")
         shown = f"{claim.value / 1e6:.1f}M" if claim.quantity == "parameters" else f"{claim.value:.3g} {claim.unit}"
         head = [words(f"{claim.model}: {claim.quantity}"), words(shown), words(claim.hardware),
                 words(claim.note or "-")]  # fmt: skip
-        pairs = _distinct(claim, list(_pairs(collection, method, timed)))
+        pairs = _distinct(claim, list(_pairs(collection, claim)))
         if not pairs:
-            rows.append([*head, words(f"no {method} model in this matrix"), words("-"), words("-"), words("-"),
-                         words("-")])  # fmt: skip
+            present = _models(collection, method)
+            label = "no reference cell to compare with" if present else f"no {method} model in this matrix"
+            rows.append([*head, words(label), words("-"), words("-"), words("-"), words("-")])
             continue
         for entry, ref in pairs:
             figure, what = _measured(claim, entry, ref, collection)
