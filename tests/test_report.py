@@ -185,6 +185,7 @@ HOSTILE = {
     "bad key": (lambda f: _edit_index(f, lambda c: c.update(key="../x")), "is not a cell key"),
     "result field": (_add_result_field, "x: unknown key"),
     "not json": (lambda f: (f / "matrix.json").write_text("{nope"), "not a readable JSON index"),
+    "deep json": (lambda f: (f / "matrix.json").write_text("[" * 100_000 + "]" * 100_000), "not a readable JSON"),
     "symlink out": (_symlink_out, "leads outside the results folder"),
     "manifest changed": (_change_manifest, "sha256 differs"),
 }

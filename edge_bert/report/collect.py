@@ -109,10 +109,10 @@ class Collection:
 def read_index(results: Path) -> MatrixIndex:
     path = results / "matrix.json"
     try:
-        if not path.is_file() or path.stat().st_size > MAX_INDEX_BYTES:
+        if not path.is_file() or path.stat().st_size > MAX_INDEX_BYTES or path.is_symlink():
             raise InputError(f"{path}: no matrix index here (a folder written by `edge-bert matrix --out`)")
         index = parse(MatrixIndex, json.loads(path.read_bytes().decode("utf-8")))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         if isinstance(exc, SchemaError):
             raise InputError(f"{path}: {exc}") from exc
         raise InputError(f"{path}: not a readable JSON index ({exc})") from exc
@@ -141,8 +141,8 @@ def _result(results: Path, record: CellRecord, kind: str, where: str):
         result = load_result(path)
     except SchemaError as exc:
         raise InputError(f"{name}: {exc}") from exc
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{name}: not a readable result ({exc})") from exc
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(f"{name}: not a readable result ({str(exc)[:160]})") from exc
     expected = ValidateResult if kind == "validate" else BenchResult
     if not isinstance(result, expected):
         raise InputError(f"{name}: holds a {type(result).__name__}, not a {expected.__name__}")
@@ -159,8 +159,8 @@ def _manifest(results: Path, record: CellRecord, checked: ValidateResult, where:
         manifest = parse_manifest(json.loads(data.decode("utf-8")))
     except SchemaError as exc:
         raise InputError(f"{relative}: {exc}") from exc
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{relative}: not a readable manifest ({exc})") from exc
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(f"{relative}: not a readable manifest ({str(exc)[:160]})") from exc
     if hashlib.sha256(data).hexdigest() != checked.checksums.get("manifest.json"):
         raise InputError(f"{relative}: not the manifest {record.validate} was measured on (sha256 differs)")
     return manifest, relative
