@@ -24,11 +24,11 @@ from edge_bert.render.escape import terminal
 from edge_bert.render.terminal import err_console
 
 #: each method's student when not told otherwise: the settings docs/benchmarks.md measured on CLINC150
-#: (distilbert 3 layers; tinybert 4 layers at half the width; albert 3; mobilebert 4 with --pred-epochs 5)
+#: (distilbert 3 layers; tinybert 4 at half the width; albert 3 and mobilebert 4, both with --pred-epochs 5)
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "distilbert": {"layers": 3},
     "tinybert": {"layers": 4, "half_width": True},
-    "albert": {"layers": 3},
+    "albert": {"layers": 3, "pred_epochs": 5},
     "mobilebert": {"layers": 4, "pred_epochs": 5},
 }
 #: methods with a factorised embedding / bottleneck of distill's default width FACTORISED_SIZE
