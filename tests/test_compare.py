@@ -134,6 +134,8 @@ def test_compare_trains_one_student_per_method_measures_each_and_resumes(teacher
     students = {json.loads(p.read_text())["model_type"]: p.parent for p in out.glob("students/*/config.json")}
     assert sorted(students) == ["albert", "bert"]
     assert json.loads((students["bert"] / "config.json").read_text())["num_hidden_layers"] == 2  # teacher: 4
+    # distill's factorised embedding (128) is wider than this teacher (32): compare asked for half its width
+    assert json.loads((students["albert"] / "config.json").read_text())["embedding_size"] == 16
 
     index = json.loads((out / "matrix.json").read_text())
     assert {c["model"]: c["status"] for c in index["cells"]} == {"teacher": "done", "distilbert": "done",

@@ -122,9 +122,10 @@ def compare(
         )
         out.mkdir(parents=True, exist_ok=True)
         spec_file = out / "MATRIX.toml"
-        partial = out / f".MATRIX.toml.{os.getpid()}.tmp"
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, spec_file)
+        if not spec_file.is_file() or spec_file.read_text(encoding="utf-8") != text:  # a re-run keeps the file
+            partial = out / f".MATRIX.toml.{os.getpid()}.tmp"
+            partial.write_text(text, encoding="utf-8")
+            os.replace(partial, spec_file)
         cells(*read_matrix(spec_file))  # the generated matrix is checked as any matrix is, before any work
     except EdgeBertError as exc:
         raise fail(exc) from exc
