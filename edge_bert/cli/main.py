@@ -11,6 +11,7 @@ from rich.table import Table
 
 from edge_bert.bench.thermal import board_lines
 from edge_bert.bench.thermal import thread_sweep as sweep_threads
+from edge_bert.cli import compare as cli_compare
 from edge_bert.cli import device as cli_device
 from edge_bert.cli import matrix as cli_matrix
 from edge_bert.cli import report as cli_report
@@ -317,7 +318,7 @@ def _eval_line(info) -> str:  # manifest.EvalInfo | None
 
 
 # commands that live in their own modules (none of them imports this one)
-for _module in (cli_run, cli_train, cli_device, cli_text, cli_matrix, cli_report):
+for _module in (cli_run, cli_train, cli_device, cli_text, cli_matrix, cli_report, cli_compare):
     _module.register(app)
 
 

@@ -45,14 +45,18 @@ def run_matrix(spec: MatrixSpec, base: Path, all_cells: list[Cell], out: Path, j
     """Run every cell without a record in ``out``; returns the index (also written to ``out/matrix.json``)."""
     for sub in ("cells", "results", "bundles", "reports"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    from edge_bert.matrix.students import train_students  # (students.py runs its steps through this module)
+
+    all_cells, untrained = train_students(spec, base, all_cells, out, report)  # before any conversion
     records = {cell.key: record for cell in all_cells if (record := _read_record(out, cell)) is not None}
     pending = [cell for cell in all_cells if cell.key not in records]
     report("start", None, {"done": len(records), "pending": len(pending)})
 
     units: dict[str, Cell] = {}
     for cell in pending:
-        units.setdefault(cell.unit, cell)
-    converted: dict[str, Path | Step] = {}
+        if cell.unit not in untrained:  # a student that failed to train has nothing to convert
+            units.setdefault(cell.unit, cell)
+    converted: dict[str, Path | Step] = dict(untrained)
     spans: dict[str, list[float]] = {}  # wall-clock start and end of each conversion (the index shows them)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each worker waits on its own process
         futures = {unit: pool.submit(_timed, _convert, spec, base, cell, out) for unit, cell in units.items()}

