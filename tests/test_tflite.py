@@ -77,10 +77,56 @@ def test_bundle_has_int32_signatures_and_builtin_ops_only(arch, converted):
 @pytest.mark.parametrize("arch", sorted(REGISTRY))
 def test_int8_and_fp16_are_smaller(arch, converted):
     sizes = {recipe: o.model_bytes for recipe, o in converted[arch].items()}
-    # tiny models only: per-row int8 scales of the 30522-row vocabulary table are stored once per
-    # signature and rival ALBERT's 16-wide table itself (measured 0.83x); MiniLM-L6 int8 is 0.29x
+    # tiny models only: the per-row int8 scales of the 30522-row vocabulary table (stored once for all
+    # signatures: flatbuffer.share_quantization) rival ALBERT's 16-wide table itself; MiniLM-L6 int8 is 0.29x
     assert sizes["dynamic-int8"] < 0.85 * sizes["fp32"]
     assert sizes["fp16"] < 0.7 * sizes["fp32"]
+
+
+@pytest.mark.parametrize("arch", sorted(REGISTRY))
+def test_per_channel_quantization_tables_are_stored_once_for_all_signatures(arch, converted):
+    """Every tensor reading a shared int8 buffer points at one quantization table (one flatbuffer position)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    outcome = converted[arch]["dynamic-int8"]
+    data = (outcome.bundle / "model.tflite").read_bytes()
+    model = schema.Model.GetRootAsModel(data, 0)
+    tables: dict[int, set[int]] = {}
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            quant = tensor.Quantization()
+            if quant is not None and quant.ScaleLength() > 1 and tensor.Buffer():
+                tables.setdefault(tensor.Buffer(), set()).add(quant._tab.Pos)
+    assert model.SubgraphsLength() == 3 and tables, arch
+    assert all(len(positions) == 1 for positions in tables.values()), arch
+    assert outcome.settings["quantization_tables_shared_bytes"] > 0
+
+
+def test_sharing_quantization_tables_changes_no_output(converted, tmp_path):
+    """The rewrite against the quantizer's own file: smaller, and every signature's output bit for bit."""
+    from ai_edge_litert.interpreter import Interpreter as LiteRtInterpreter
+    from litert_quantizer import quantizer
+    from litert_quantizer import recipe as recipes
+
+    from edge_bert.formats.tflite.flatbuffer import share_quantization
+
+    src = converted["albert"]["fp32"].bundle / "model.tflite"
+    original, shared = tmp_path / "original.tflite", tmp_path / "shared.tflite"
+    quantizer.Quantizer(str(src), recipes.dynamic_wi8_afp32()).quantize().export_model(str(original))
+    shared.write_bytes(original.read_bytes())
+    saved = share_quantization(shared)
+    assert saved > 0 and shared.stat().st_size == original.stat().st_size - saved
+    ids = np.random.default_rng(0).integers(5, 1000, 40)
+    for length in (16, 32, 64):
+        outputs = []
+        for path in (original, shared):
+            runner = LiteRtInterpreter(model_path=str(path)).get_signature_runner(f"seq_{length}")
+            names = runner.get_input_details()
+            outputs.append(runner(**{k: v for k, v in _feeds(ids[:length], length).items() if k in names}))
+        assert outputs[0].keys() == outputs[1].keys()
+        assert all(np.array_equal(outputs[0][k], outputs[1][k]) for k in outputs[0])
 
 
 def _interpreter_float_ops(path: Path) -> tuple[dict[str, int], set[str]]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_bert.formats.tflite.flatbuffer import packed, unpacked
 from edge_bert.tasks import TASKS, passed
 
 MEDIAPIPE_FILE = "model.mediapipe.tflite"
@@ -98,24 +99,12 @@ def _output_description(job: Any) -> str:
     return f"Sentence embedding ({job.loaded.pooling} pooling), {norm}."
 
 
-def unpacked(model: bytes) -> tuple[Any, Any]:
-    """The flatbuffer schema module and ``model`` as an editable object tree, every constant held inline
-    (large ones live past the flatbuffer, and a re-packed copy must carry them)."""
-    from mediapipe.tasks.metadata import schema_py_generated as fb
-
-    raw = bytearray(model)
-    tree = fb.ModelT.InitFromPackedBuf(raw, 0)
-    for buffer in tree.buffers:
-        if buffer.offset and buffer.offset > 1:
-            buffer.data = np.frombuffer(bytes(raw[buffer.offset : buffer.offset + buffer.size]), np.uint8)
-            buffer.offset = buffer.size = 0
-    return fb, tree
-
-
 def single_signature(model: bytes, length: int, output: str, softmax: bool) -> bytearray:
     """A one-subgraph copy of signature ``seq_{length}`` of a multi-signature LiteRT model: inputs in
     BERT_INPUTS order, ``output`` its only output (through a softmax when asked), unused buffers dropped."""
-    fb, tree = unpacked(model)
+    from mediapipe.tasks.metadata import schema_py_generated
+
+    fb, tree = unpacked(model, schema_py_generated)
     (signature,) = [s for s in tree.signatureDefs if s.signatureKey.decode() == f"seq_{length}"]
     graph = tree.subgraphs[signature.subgraphIndex]
     inputs = {t.name.decode(): t.tensorIndex for t in signature.inputs}
@@ -131,11 +120,7 @@ def single_signature(model: bytes, length: int, output: str, softmax: bool) -> b
     graph.outputs = [result]
     tree.subgraphs, tree.signatureDefs = [graph], []
     _drop_unused_buffers(tree, graph)
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
-    return bytearray(builder.Output())
+    return packed(tree)
 
 
 def _tensor(fb: Any, name: str, shape: list[int], dtype: int) -> Any:

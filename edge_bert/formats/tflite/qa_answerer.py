@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from edge_bert.formats.tflite.flatbuffer import packed, unpacked
 from edge_bert.formats.tflite.mediapipe import (
     _drop_unused_buffers,
     _metadata_writer,
     _tensor,
-    unpacked,
     unsupported_tokenizer,
 )
 
@@ -97,11 +97,7 @@ def answerer_graph(model: bytes, length: int) -> bytearray:
     graph.outputs = [end, start]
     tree.subgraphs, tree.signatureDefs = [graph], []
     _drop_unused_buffers(tree, graph)
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
-    return bytearray(builder.Output())
+    return packed(tree)
 
 
 def _append_unpack(fb: Any, tree: Any, graph: Any, span: int, length: int) -> tuple[int, int]:

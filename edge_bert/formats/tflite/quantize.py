@@ -22,6 +22,7 @@ import numpy as np
 from edge_bert.backends.litert import signature_name
 from edge_bert.errors import ConversionError
 from edge_bert.formats.tflite.export import float_ops, operators
+from edge_bert.formats.tflite.flatbuffer import share_quantization
 from edge_bert.formats.tflite.sensitivity import SAMPLES, keep_float_regex, rank_ops
 from edge_bert.profiles import Recipe
 from edge_bert.recipes import CALIBRATION_SAMPLES, Int8Options, TfliteDynamicInt8Options, TfliteFullInt8Options
@@ -205,6 +206,8 @@ def _run(
         qt.quantize(result, enable_progress_report=False).export_model(str(job.dst), overwrite=True)
     finally:
         logging.disable(logging.NOTSET)
+    if saved := share_quantization(job.dst):  # per-row embedding scales once, not once per signature
+        settings["quantization_tables_shared_bytes"] = saved
     if job.sensitivity is not None:
         job.sensitivity.extend(_rank(qt, job.src, job.inputs, job.lengths, job.calibration))
     return settings
