@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import minilm_dir, save_tiny_model, sst2_dev
+from conftest import SHARED_DATA, minilm_dir, save_tiny_model, sst2_dev
 from test_distill import history, save_teacher, write_tsv
 from transformers.models.mobilebert.modeling_mobilebert import NoNorm
 from typer.testing import CliRunner
@@ -224,10 +224,12 @@ def convert_student(module, name: str, profile: str, recipes: list[str], tmp_pat
 
 #: file bytes / fp32 parameter bytes. One copy of the shared layer: ONNX 1.0 (+3 % graph), LiteRT measured
 #: 1.045 (3 signatures, seq 16/32/64); 3 more copies of the layer would make 1.27. int8: ONNX <= 30 % (the
-#: issue's aim); LiteRT dynamic-int8 measured 0.436 - above that aim, reported as open in the issue.
+#: issue's aim); LiteRT dynamic-int8 measured 0.349 (0.436 before its per-row embedding scales were stored
+#: once for the 3 signatures, flatbuffer.share_quantization): this test student is 88 % vocabulary table, whose
+#: 30522 scales and zero points (12 bytes a row) weigh 17 % of its 1-byte rows.
 SHARES = {
     "tiny-random.toml": {"fp32": (0.95, 1.03), "dynamic-int8": (0.0, 0.30)},
-    "tiny-random-tflite.toml": {"fp32": (0.95, 1.06), "dynamic-int8": (0.0, 0.45)},
+    "tiny-random-tflite.toml": {"fp32": (0.95, 1.06), "dynamic-int8": (0.0, 0.36)},
 }
 
 
@@ -255,3 +257,25 @@ def test_mobilebert_student_converts_with_full_integer_litert(tmp_path: Path) ->
     verdicts = {r: (o.passed, o.error) for r, o in outcomes.items()}
     assert set(verdicts) == {"fp32", "full-int8", "full-int16x8"}
     assert all(passed for passed, _ in verdicts.values()), verdicts
+
+
+@pytest.fixture(scope="module")
+def clinc150_teacher(tmp_path_factory) -> tuple[Path, object, object]:
+    """The README's CLINC150 teacher: embedded MiniLM, `finetune --preset clinc150` (about 6 CPU-minutes)."""
+    from edge_bert.training.finetune import finetune, settings_for
+
+    clinc = SHARED_DATA / "clinc150" / "data_full.json"
+    train, test = read_labelled(clinc, split="train"), read_labelled(clinc, split="test")
+    path = tmp_path_factory.mktemp("clinc150") / "teacher"
+    finetune(Job(None, path), train, settings_for("clinc150"), test)
+    return path, train, test
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "layers"), [("albert", 3), ("mobilebert", 4)])
+def test_clinc150_students_reach_their_goal_with_the_defaults(method, layers, clinc150_teacher, tmp_path) -> None:
+    """The issue's figures (docs/benchmarks.md): each method's default student keeps >= 95 % of the teacher on
+    CLINC150 test. About 10 CPU-minutes each after the teacher; not in .ci/run (its budget), run by hand."""
+    teacher, train, test = clinc150_teacher
+    summary = distill(Job(str(teacher), tmp_path / method), train, DistillSettings(layers=layers, method=method), test)
+    assert summary["eval"]["accuracy_pct_of_teacher"] >= 95.0, summary["eval"]

@@ -23,12 +23,12 @@ from edge_bert.render.escape import terminal
 from edge_bert.render.terminal import err_console
 
 #: each method's student when not told otherwise: the settings docs/benchmarks.md measured on CLINC150
-#: (distilbert 3 layers; tinybert 4 at half the width; albert 3 and mobilebert 4, both with --pred-epochs 5)
+#: (distilbert 3 layers; tinybert 4 at half the width; albert 3 and mobilebert 4; epochs: the method's own)
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "distilbert": {"layers": 3},
     "tinybert": {"layers": 4, "half_width": True},
-    "albert": {"layers": 3, "pred_epochs": 5},
-    "mobilebert": {"layers": 4, "pred_epochs": 5},
+    "albert": {"layers": 3},
+    "mobilebert": {"layers": 4},
 }
 #: methods with a factorised embedding / bottleneck of distill's default width FACTORISED_SIZE
 FACTORISED, FACTORISED_SIZE = ("albert", "mobilebert"), 128

@@ -167,4 +167,5 @@ def train(run: MethodRun) -> dict[str, list]:
     return {"intermediate": first, "prediction": final_stage(run)}
 
 
-METHOD = Method("albert", build, train, lr=1e-4, temperature=1.0, epochs=1, pred_epochs=2)
+#: lr 3e-4 and 5 prediction epochs: CLINC150 96.66 % of the teacher (2 epochs at 1e-4: 87.3 %; 5 at 1e-4: 94.27 %)
+METHOD = Method("albert", build, train, lr=3e-4, temperature=1.0, epochs=1, pred_epochs=5)

@@ -154,4 +154,5 @@ def _transfer_step(run: MethodRun, layer: int, target: int, student_tap: Attenti
     return step
 
 
-METHOD = Method("mobilebert", build, train, lr=5e-4, temperature=1.0, epochs=1, pred_epochs=2)
+#: 5 prediction epochs: CLINC150 95.77 % of the teacher (2 epochs: 91.5 %)
+METHOD = Method("mobilebert", build, train, lr=5e-4, temperature=1.0, epochs=1, pred_epochs=5)
