@@ -22,8 +22,9 @@ require_module("ray", "the Ray executor needs the ray extra: pip install 'edge-b
 from test_matrix import _matrix
 
 from edge_bert.cli import app
+from edge_bert.limits import usable_cpus
 from edge_bert.matrix.ray_executor import RayExecutor, device_resource
-from edge_bert.matrix.run import run_matrix
+from edge_bert.matrix.run import run_matrix, step_env
 from edge_bert.matrix.spec import cells, read_matrix
 from edge_bert.results.io import load_result
 
@@ -42,6 +43,7 @@ def test_device_resources_are_safe_names():
 
 def test_ray_runs_the_same_cells_as_the_pool(tiny_models, tmp_path):
     spec = _matrix(tmp_path, tiny_models["bert"], ["local"], name="same")
+    spec.write_text(spec.read_text().replace("threads = 1\n", ""))  # the default: this machine's usable cores
     outs = {how: tmp_path / how for how in ("pool", "ray")}
     pool = runner.invoke(app, ["matrix", str(spec), "--out", str(outs["pool"])])
     on_ray = runner.invoke(app, ["matrix", str(spec), "--out", str(outs["ray"]), "--ray", "local"])
@@ -59,7 +61,8 @@ def test_ray_runs_the_same_cells_as_the_pool(tiny_models, tmp_path):
         assert checked["ray"].passed and checked["ray"].parity == checked["pool"].parity  # same figures
         # the driver's copy of the bundle, not the worker's scratch folder, is what the results name
         assert checked["ray"].path.startswith(str(outs["ray"] / "bundles")), checked["ray"].path
-        assert timed["ray"].settings.threads == timed["pool"].settings.threads == 1
+        # set explicitly in both (Ray's workers run with OMP_NUM_THREADS=1, which must not reach a step)
+        assert timed["ray"].settings.threads == timed["pool"].settings.threads == usable_cpus()
         assert (outs["ray"] / "reports" / rayed["key"]).is_dir()
         for length, p50 in timed["pool"].p50_ms().items():  # a loaded 2-core box: within 5x, not a speed claim
             assert p50 / 5 <= timed["ray"].p50_ms()[length] <= p50 * 5, (length, p50, timed["ray"].p50_ms())
@@ -104,6 +107,7 @@ def _kill_convert_workers(kills: dict[str, int], killed: list[tuple[str, int]], 
 
 def test_a_killed_worker_is_retried_or_recorded_never_lost(tiny_models, tmp_path):
     spec_path = _matrix(tmp_path, tiny_models["bert"], ["local"], name="killed")
+    spec_path.write_text(spec_path.read_text().replace("threads = 1\n", ""))
     spec, base = read_matrix(spec_path)
     all_cells = cells(spec, base)
     out = tmp_path / "out"
@@ -112,6 +116,12 @@ def test_a_killed_worker_is_retried_or_recorded_never_lost(tiny_models, tmp_path
     stop = threading.Event()
     watcher = threading.Thread(target=_kill_convert_workers, args=(kills, killed, stop), daemon=True)
     executor = RayExecutor("local", spec.devices, retries=1)
+
+    def threads_on_a_worker() -> tuple[str | None, str]:  # Ray's own setting, and what a step is given
+        return os.environ.get("OMP_NUM_THREADS"), step_env(spec)["OMP_NUM_THREADS"]
+
+    ray_says = os.environ.get("OMP_NUM_THREADS", "1")  # Ray sets 1 unless the driver has it set
+    assert executor.ray.get(executor.ray.remote(threads_on_a_worker).remote()) == (ray_says, str(usable_cpus()))
     watcher.start()
     try:
         index = run_matrix(spec, base, all_cells, out, 2, lambda *_: None, executor)

@@ -75,6 +75,8 @@ class RayExecutor:
         self.bundles: dict[str, Any] = {}  # each unit's bundle as tar bytes in the object store
         try:
             if self.local:  # an instance of our own on this machine, offering this machine's devices
+                # its token authentication is on (good); the line saying so is noise on the matrix's stderr
+                logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
                 resources = {device_resource(d): 1.0 for d in devices}
                 self.ray.init(num_cpus=usable_cpus(), include_dashboard=False, resources=resources,
                               logging_level=logging.WARNING, log_to_driver=False)  # fmt: skip
