@@ -1,13 +1,16 @@
 """``edge-bert matrix --ray``: a real local Ray instance (2 CPUs, started by the test) runs the same tiny matrix
 as the local pool (same cells, statuses and parity figures, latency within timing noise); a Ray worker killed
 mid-conversion is retried, one killed on every attempt is recorded as ``worker-died`` while the rest finish;
-without Ray, ``--ray`` is one line saying what to install."""
+an existing cluster (a head from ``ray start``) runs the cells of the devices its nodes offer; without Ray,
+``--ray`` is one line saying what to install."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +22,7 @@ from typer.testing import CliRunner
 
 require_module("ray", "the Ray executor needs the ray extra: pip install 'edge-bert[ray]'")
 
-from test_matrix import _matrix
+from test_matrix import UNREACHABLE, _matrix
 
 from edge_bert.cli import app
 from edge_bert.limits import usable_cpus
@@ -157,3 +160,44 @@ def test_ray_missing_is_one_line_naming_the_extra(tiny_models, tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "pip install 'edge-bert[ray]'" in lines[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_existing_cluster_runs_only_the_devices_its_nodes_offer(tiny_models, tmp_path):
+    """``--ray HEAD:PORT``: a head started by ``ray start`` offering device:local; a device no node offers is a
+    failed cell naming the ``ray start`` line that would offer it, and the rest finish."""
+    port = _free_port()
+    # Ray's token authentication with a token of this test's own, for the head and the matrix alike
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
+         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
+         '--resources={"device:local": 1}'],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    spec = _matrix(tmp_path, tiny_models["bert"], ["local", UNREACHABLE], name="cluster")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "edge_bert.cli", "matrix", str(spec), "--out", str(out), "--ray", f"127.0.0.1:{port}"]
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the head takes a few seconds to listen
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
+            if done.returncode != 2 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # the head we started and what it started, nothing else
+        head.wait(timeout=90)
+    assert done.returncode == 1, done.stderr[-2000:]
+    cells = {(c["recipe"], c["device"]): c for c in json.loads((out / "matrix.json").read_text())["cells"]}
+    for recipe in ("fp32", "dynamic-int8"):
+        assert cells[(recipe, "local")]["status"] == "done"
+        refused = cells[(recipe, UNREACHABLE)]
+        assert refused["status"] == "failed" and refused["exit_class"] == "input"
+        assert refused["reason"].startswith("no Ray node offers device:127.0.0.1-9: ")
+        assert """--resources='{"device:127.0.0.1-9": 1}'""" in refused["reason"]
