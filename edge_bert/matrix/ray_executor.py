@@ -78,7 +78,8 @@ class RayExecutor:
                 # its token authentication is on (good); the line saying so is noise on the matrix's stderr
                 logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
                 resources = {device_resource(d): 1.0 for d in devices}
-                self.ray.init(num_cpus=usable_cpus(), include_dashboard=False, resources=resources,
+                # address "local": always a new instance, never a cluster found on this machine (ray start)
+                self.ray.init(address="local", num_cpus=usable_cpus(), include_dashboard=False, resources=resources,
                               logging_level=logging.WARNING, log_to_driver=False)  # fmt: skip
             else:
                 self.ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
