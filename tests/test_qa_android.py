@@ -79,3 +79,17 @@ def test_openvino_qa_export_keeps_the_span_logits_name(tmp_path: Path) -> None:
     context = "The quick brown fox jumps over the lazy dog near the river bank."
     span = BundleSession(open_bundle(outcome.bundle)).answer_question("what jumps?", context)
     assert context[span.start : span.end] == span.text and span.text
+
+
+def test_qa_full_integer_recipe_calibrates_every_signature_including_384(tmp_path: Path) -> None:
+    """The 384 signature exists for BertQuestionAnswerer only; a calibrated recipe must calibrate it too (it
+    crashed the quantizer with MiniLM on the android profile: 'RESHAPE ... not found in tensor_name_to_qsv')."""
+    require_module("litert_torch", "the tflite extra is not installed")
+    require_module("mediapipe", "the mediapipe extra is not installed")
+    source = save_qa_model("bert", tmp_path / "model")
+    (outcome,) = convert(str(source), android_like_profile(tmp_path), tmp_path / "out", recipes=["full-int16x8"],
+                         log=lambda _: None)  # fmt: skip
+    assert outcome.settings is not None and outcome.settings["calibration_samples"] > 0, outcome.error
+    assert outcome.passed or "failed its parity gate" in outcome.error, outcome.error
+    if outcome.passed:
+        assert (outcome.bundle / QA_FILE).is_file()

@@ -7,7 +7,6 @@ way (``edge-bert matrix OUT/MATRIX.toml --out OUT`` re-runs it). Then the report
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import typing
@@ -85,11 +84,7 @@ def compare(
     nothing finished is redone. Exit 0 all done, 1 a cell failed (see OUT/matrix.json), 2 bad input."""
     from edge_bert.matrix.spec import cells, read_matrix
 
-    extra: dict[str, Any] = {}
-    if ray is not None:
-        if "ray" not in inspect.signature(matrix).parameters:
-            raise fail(InputError("--ray: this edge-bert's matrix runs cells in a local pool only"))
-        extra["ray"] = ray
+    extra: dict[str, Any] = {} if ray is None else {"ray": ray}
     try:
         text = _matrix_toml(
             teacher,

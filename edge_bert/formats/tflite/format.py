@@ -87,7 +87,7 @@ class TfliteFormat(ModelFormat):
     def produce(self, recipe: Recipe, dst: Path) -> dict[str, Any]:
         job = self.job
         settings = quantize(
-            recipe, self._base_for(recipe), dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration,
+            recipe, self._base_for(recipe), dst, job.loaded.arch.inputs, self._export_lengths(), job.calibration,
             calibrated=self._calibrated, float_scopes=self.float_scopes(recipe),
         )  # fmt: skip
         check_builtin_ops(dst)  # the quantized ops must be builtin too
@@ -103,7 +103,7 @@ class TfliteFormat(ModelFormat):
             return None
         job, ranking = self.job, []
         quantize(
-            recipe, self._base_for(recipe), dst, job.loaded.arch.inputs, self.seq_lengths() or [], job.calibration,
+            recipe, self._base_for(recipe), dst, job.loaded.arch.inputs, self._export_lengths(), job.calibration,
             ranking, calibrated=self._calibrated, float_scopes=self.float_scopes(recipe),
         )  # fmt: skip
         return ranking
