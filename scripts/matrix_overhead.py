@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from edge_bert.fingerprint import fingerprint  # noqa: E402
 from edge_bert.limits import usable_cpus  # noqa: E402
-from edge_bert.matrix.run import THREAD_VARIABLES, _data_flags, _threads  # noqa: E402
 from edge_bert.matrix.spec import EMBEDDED, cells, read_matrix, resolve  # noqa: E402
+from edge_bert.matrix.steps import THREAD_VARIABLES, data_flags, thread_flags  # noqa: E402
 
 
 def _cli(argv: list[str], env: dict[str, str]) -> None:
@@ -55,12 +55,12 @@ def bare(matrix: Path, out: Path) -> None:
         argv = ["convert", *([] if source == EMBEDDED else [source]), "--target", cell.target, "--format",
                 cell.format, "--recipe", cell.recipe, "--out", str(folder), "--name", cell.model.id]  # fmt: skip
         if spec.data is not None:
-            argv += _data_flags(spec, base, "--eval-data", "--eval-limit")
+            argv += data_flags(spec, base, "--eval-data", "--eval-limit")
         _cli(argv, env)
         bundles[cell.unit] = next(folder.glob("*/manifest.json")).parent
     for cell in all_cells:
-        bundle, threads = str(bundles[cell.unit]), _threads(spec, cell.device)
-        data = _data_flags(spec, base, "--data", "--limit") if spec.data is not None else []
+        bundle, threads = str(bundles[cell.unit]), thread_flags(spec, cell.device)
+        data = data_flags(spec, base, "--data", "--limit") if spec.data is not None else []
         _cli(["validate", bundle, "--device", cell.device, *data, *threads, "--json", str(out / f"{cell.key}.v.json")],
              env)  # fmt: skip
         if not cell.device.startswith("emu:"):

@@ -28,8 +28,9 @@ from test_matrix import UNREACHABLE, _matrix
 from edge_bert.cli import app
 from edge_bert.limits import usable_cpus
 from edge_bert.matrix.ray_executor import RayExecutor, device_resource
-from edge_bert.matrix.run import run_matrix, step_env
+from edge_bert.matrix.run import run_matrix
 from edge_bert.matrix.spec import cells, read_matrix
+from edge_bert.matrix.steps import step_env
 from edge_bert.results.io import load_result
 
 ROOT = Path(__file__).parent.parent

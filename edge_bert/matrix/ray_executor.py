@@ -31,8 +31,9 @@ from urllib.parse import urlsplit
 
 from edge_bert.errors import InputError
 from edge_bert.limits import usable_cpus
-from edge_bert.matrix.run import Converted, Finished, Started, Step, _bundle_in, _convert, _device_steps, _timed
+from edge_bert.matrix.run import Converted, Finished, Started
 from edge_bert.matrix.spec import Cell, MatrixSpec
+from edge_bert.matrix.steps import Step, bundle_in, convert_step, device_steps, timed
 from edge_bert.results.io import load_result
 from edge_bert.schema import SchemaError
 
@@ -101,7 +102,7 @@ class RayExecutor:
         )
         futures = {}
         for unit, cell in units.items():
-            if (found := _bundle_in(out / "bundles" / unit)) is not None:  # converted by a previous run
+            if (found := bundle_in(out / "bundles" / unit)) is not None:  # converted by a previous run
                 self.bundles[unit] = self.ray.put(_tar(found.parent, found.name))
                 yield unit, found, [time.time(), time.time()]
             else:
@@ -185,7 +186,7 @@ def _keep_results(archive: bytes, out: Path, cell: Cell, step: Step, moved: tupl
 def _convert_task(spec: MatrixSpec, base: str, cell: Cell) -> tuple[Step, str | None, bytes | None, list[float]]:
     """On a worker: the cell's conversion in a scratch folder; the bundle comes back as tar bytes."""
     with tempfile.TemporaryDirectory(prefix="edge-bert-convert-") as scratch:
-        outcome, span = _timed(_convert, spec, Path(base), cell, Path(scratch))
+        outcome, span = timed(convert_step, spec, Path(base), cell, Path(scratch))
         if isinstance(outcome, Step):
             return outcome, None, None, span
         return Step(True), outcome.name, _tar(outcome.parent, outcome.name), span
@@ -199,11 +200,11 @@ def _device_task(spec: MatrixSpec, base: str, cell: Cell, bundle: bytes) -> tupl
         for sub in ("results", "reports"):
             (root / sub).mkdir()
         _untar(bundle, root / "bundles" / cell.unit)
-        found = _bundle_in(root / "bundles" / cell.unit)
+        found = bundle_in(root / "bundles" / cell.unit)
         if found is None:
             step, span = Step(False, "crash", "the bundle sent to the worker holds no manifest"), [time.time()] * 2
         else:
-            step, span = _timed(_device_steps, spec, Path(base), cell, found, root)
+            step, span = timed(device_steps, spec, Path(base), cell, found, root)
         archive = io.BytesIO()
         with tarfile.open(fileobj=archive, mode="w") as tar:
             for sub in ("results", "reports"):

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,27 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge_bert.limits import usable_cpus
-from edge_bert.matrix.spec import EMBEDDED, Cell, MatrixSpec, resolve
+from edge_bert.matrix.spec import Cell, MatrixSpec
+from edge_bert.matrix.steps import Report, Step, convert_step, device_steps, timed
+from edge_bert.matrix.students import train_students
 from edge_bert.render.terminal import json_text
-from edge_bert.results.io import load_result
-from edge_bert.schema import SchemaError
 
 INDEX_SCHEMA = "edge-bert/matrix/v1"
-#: exit classes of a failed step, by the CLI's exit code
-EXIT_CLASSES = {1: "gate", 2: "input"}
-#: the thread-count variables of the runtimes and of torch (convert), set for every step
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-@dataclass
-class Step:
-    ok: bool
-    exit_class: str | None = None
-    reason: str | None = None
-
-
-Report = Callable[[str, Cell | None, dict[str, Any] | None], None]
 Started = Callable[[Cell], None]
 #: a unit, its bundle (or the failed step) and the step's wall-clock span; a cell, its outcome and span
 Converted = tuple[str, Path | Step, list[float]]
@@ -72,7 +55,7 @@ class LocalPool:
 
     def convert(self, spec: MatrixSpec, base: Path, units: dict[str, Cell], out: Path) -> Iterator[Converted]:
         with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
-            futures = {unit: pool.submit(_timed, _convert, spec, base, cell, out) for unit, cell in units.items()}
+            futures = {unit: pool.submit(timed, convert_step, spec, base, cell, out) for unit, cell in units.items()}
             for unit, future in futures.items():
                 yield (unit, *future.result())
 
@@ -80,7 +63,7 @@ class LocalPool:
                      started: Started) -> Iterator[Finished]:  # fmt: skip
         for cell in cells:  # one at a time: a bench never shares the machine with other matrix work
             started(cell)
-            yield (cell, *_timed(_device_steps, spec, base, cell, bundles[cell.unit], out))
+            yield (cell, *timed(device_steps, spec, base, cell, bundles[cell.unit], out))
 
 
 def run_matrix(spec: MatrixSpec, base: Path, all_cells: list[Cell], out: Path, jobs: int, report: Report,
@@ -89,8 +72,6 @@ def run_matrix(spec: MatrixSpec, base: Path, all_cells: list[Cell], out: Path, j
     for sub in ("cells", "results", "bundles", "reports"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     executor = executor or LocalPool(jobs)
-    from edge_bert.matrix.students import train_students  # (students.py runs its steps through this module)
-
     all_cells, untrained = train_students(spec, base, all_cells, out, report)  # before any conversion
     records = {cell.key: record for cell in all_cells if (record := _read_record(out, cell)) is not None}
     pending = [cell for cell in all_cells if cell.key not in records]
@@ -123,101 +104,6 @@ def run_matrix(spec: MatrixSpec, base: Path, all_cells: list[Cell], out: Path, j
     for cell, outcome, span in executor.device_steps(spec, base, ready, bundles, out, started):
         finish(cell, outcome, span)
     return _write_index(spec, all_cells, records, out, spans)
-
-
-def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, list[float]]:
-    started = time.time()
-    return function(*args), [started, time.time()]
-
-
-def _convert(spec: MatrixSpec, base: Path, cell: Cell, out: Path) -> Path | Step:
-    """The cell's bundle: one already converted (a previous run), or converted now in its own process."""
-    folder = out / "bundles" / cell.unit
-    if (found := _bundle_in(folder)) is not None:
-        return found
-    source = resolve(cell.model.source, base)
-    argv = ["convert", *([] if source == EMBEDDED else [source]), "--target", cell.target, "--format", cell.format,
-            "--recipe", cell.recipe, "--out", str(folder), "--name", cell.model.id, "--overwrite"]  # fmt: skip
-    if spec.data is not None:
-        argv += _data_flags(spec, base, "--eval-data", "--eval-limit")
-    step = _cli(argv, spec.timeout_s, step_env(spec))
-    if not step.ok:
-        return step
-    return _bundle_in(folder) or Step(False, "crash", "convert exited 0 but wrote no bundle")
-
-
-def _bundle_in(folder: Path) -> Path | None:
-    bundles = sorted(p.parent for p in folder.glob("*/manifest.json")) if folder.is_dir() else []
-    return bundles[0] if len(bundles) == 1 else None
-
-
-def _device_steps(spec: MatrixSpec, base: Path, cell: Cell, bundle: Path, out: Path) -> Step:
-    device = ["--device", cell.device]
-    checked = out / "results" / f"{cell.key}.validate.json"
-    argv = ["validate", str(bundle), *device, "--report-dir", str(out / "reports" / cell.key)]
-    if spec.data is not None:
-        argv += _data_flags(spec, base, "--data", "--limit")
-    step = _result_step([*argv, *_threads(spec, cell.device)], checked, spec.timeout_s, step_env(spec))
-    if not step.ok or cell.device.startswith("emu:"):  # an emulated board's timings are not latency: no bench
-        return step
-    timed = out / "results" / f"{cell.key}.bench.json"
-    lengths = ",".join(str(n) for n in spec.seq_lengths)
-    argv = ["bench", str(bundle), *device, "--runs", str(spec.runs), "--warmup", str(spec.warmup),
-            "--seq-lengths", lengths, *_threads(spec, cell.device)]  # fmt: skip
-    return _result_step(argv, timed, spec.timeout_s, step_env(spec))
-
-
-def _threads(spec: MatrixSpec, device: str) -> list[str]:
-    """The matrix's thread count; else this machine's usable cores on it (a remote board keeps its profile's)."""
-    if spec.threads or device == "local" or device.startswith("emu:"):
-        return ["--threads", str(spec.threads or usable_cpus())]
-    return []
-
-
-def step_env(spec: MatrixSpec) -> dict[str, str]:
-    """The environment of every step: the thread variables set to the matrix's threads (else usable cores)."""
-    count = str(spec.threads or usable_cpus())
-    return {**os.environ, **dict.fromkeys(THREAD_VARIABLES, count)}
-
-
-def _data_flags(spec: MatrixSpec, base: Path, data_flag: str, limit_flag: str) -> list[str]:
-    data = spec.data
-    assert data is not None
-    flags = [data_flag, resolve(data.location, base)]
-    for flag, value in (("--text-column", data.text_column), ("--label-column", data.label_column),
-                        ("--split", data.split), (limit_flag, data.limit)):  # fmt: skip
-        if value is not None:
-            flags += [flag, str(value)]
-    return flags
-
-
-def _result_step(argv: list[str], target: Path, timeout: float, env: dict[str, str] | None = None) -> Step:
-    """A validate/bench step whose result is read back strictly before it is kept (temp file + rename)."""
-    partial = target.with_suffix(".part")
-    step = _cli([*argv, "--json", str(partial)], timeout, env)
-    if step.ok or (step.exit_class == "gate" and partial.is_file()):
-        try:
-            load_result(partial)
-        except (OSError, ValueError, SchemaError) as exc:
-            partial.unlink(missing_ok=True)
-            return Step(False, "bad-result", f"{argv[0]} wrote no readable result: {str(exc)[:160]}")
-        os.replace(partial, target)
-    partial.unlink(missing_ok=True)  # what a failed step left half-written is no result
-    return step
-
-
-def _cli(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> Step:
-    command = [sys.executable, "-m", "edge_bert.cli", *argv]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=env)
-    except subprocess.TimeoutExpired:
-        return Step(False, "timeout", f"{argv[0]} took longer than {timeout:g} s")
-    if done.returncode == 0:
-        return Step(True)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error")]
-    reason = (errors or lines or [f"exit code {done.returncode}"])[-1].strip()[:300]
-    return Step(False, EXIT_CLASSES.get(done.returncode, "crash"), f"{argv[0]}: {reason}")
 
 
 def _record(cell: Cell, step: Step, seconds: float, out: Path) -> dict[str, Any]:

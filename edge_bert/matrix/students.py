@@ -18,8 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from edge_bert.matrix.run import Report, Step, _cli
 from edge_bert.matrix.spec import EMBEDDED, Cell, MatrixSpec, ModelEntry, _model_hash, _version, cells, resolve
+from edge_bert.matrix.steps import Report, Step, run_cli
 
 #: versions a student's weights depend on besides edge-bert's (read from the installed metadata: no torch import)
 TRAINING_DISTS = ("edge-bert", "torch", "transformers")
@@ -95,7 +95,7 @@ def _distill(spec: MatrixSpec, base: Path, model: ModelEntry, folder: Path) -> S
             argv += [flag, str(value)]
     folder.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    step = _cli(argv, spec.train.timeout_s)
+    step = run_cli(argv, spec.train.timeout_s)
     if step.ok and not _complete(folder):
         return Step(False, "crash", f"distill exited 0 but wrote no student after {time.time() - started:.0f} s")
     return step
