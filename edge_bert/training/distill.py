@@ -44,11 +44,10 @@ from edge_bert.training.data import (
     pad,
     subsample,
 )
-from edge_bert.training.finetune import fingerprint
 from edge_bert.training.loop import LoopSettings, Progress, train_loop
 from edge_bert.training.losses import QueryKeyTap, masked_mse, soft_cross_entropy, soft_kl
 from edge_bert.training.methods import METHODS, MethodRun
-from edge_bert.training.setup import Job, start
+from edge_bert.training.setup import Job, fingerprint, start
 from edge_bert.training.student import build_student, check_student, dims, principal_projection
 from edge_bert.training.tasks import trainer_of
 from edge_bert.training.tasks.run import distill_task

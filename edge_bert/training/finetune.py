@@ -9,9 +9,6 @@ classifier train, on the cache. The saved model is still the whole ordinary mode
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,7 +25,7 @@ from edge_bert.evaldata import LabelledData
 from edge_bert.tasks import ClassificationTask
 from edge_bert.training.data import encode, finish, label_names, length_batches, pad, predict_logits, subsample
 from edge_bert.training.loop import LoopSettings, Progress, train_loop
-from edge_bert.training.setup import Job, start, with_options
+from edge_bert.training.setup import Job, fingerprint, param_groups, start, with_options
 from edge_bert.training.tasks import trainer_for
 
 
@@ -121,31 +118,12 @@ def cache_frozen(model: nn.Module, ids: list[torch.Tensor], frozen: int, batch_s
     return cached
 
 
-def param_groups(model: nn.Module, frozen: int, lr: float, head_lr: float) -> list[dict[str, Any]]:
-    """Encoder parameters above the frozen ones at ``lr``; pooler and task head at ``head_lr``."""
-    prefix = model.base_model_prefix + "."
-    body, head = [], []
-    for name, param in model.named_parameters():
-        layer = re.search(r"\.layer\.(\d+)\.", name)
-        is_head = not name.startswith(prefix) or ".pooler." in name
-        is_frozen = not is_head and frozen > 0 and (layer is None or int(layer.group(1)) < frozen)
-        param.requires_grad_(not is_frozen)
-        if not is_frozen:
-            (head if is_head else body).append(param)
-    return [{"params": body, "lr": lr}, {"params": head, "lr": head_lr}]
-
-
 def classification_summary(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
     predictions = logits.argmax(-1)
     return {
         "accuracy": round(float((predictions == targets).float().mean()), 5),
         "macro_f1": round(macro_f1(targets.numpy(), predictions.numpy()), 5),
     }
-
-
-def fingerprint(*parts: Any) -> str:
-    """What makes two runs the same run (settings, base, data): a resumed run must match it."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def finetune(
@@ -158,7 +136,7 @@ def finetune(
     """Fine-tune ``job.source`` on ``train``, evaluate (and gate) on ``eval_data``, save to ``job.out``."""
     trainer = trainer_for(train, settings.task)
     if trainer is not None:  # question answering, token classification: training/tasks/
-        from edge_bert.training.tasks.run import finetune_task  # it imports this module
+        from edge_bert.training.tasks.run import finetune_task
 
         return finetune_task(trainer, job, train, settings, eval_data, progress)
     start_time = time.time()

@@ -16,9 +16,8 @@ from edge_bert.convert.architectures import REGISTRY
 from edge_bert.errors import InputError
 from edge_bert.evaldata import LabelledData
 from edge_bert.training.data import finish, length_batches, pad, subsample
-from edge_bert.training.finetune import fingerprint, param_groups
 from edge_bert.training.loop import LoopSettings, Progress, train_loop
-from edge_bert.training.setup import Job, Started, start
+from edge_bert.training.setup import Job, Started, fingerprint, param_groups, start
 from edge_bert.training.student import build_student, dims
 from edge_bert.training.tasks import Features, TaskTrainer, forward
 
