@@ -170,8 +170,10 @@ def test_cli_methods_convert_and_validate(teacher, distilbert_teacher, data_file
     near-tied logits) and pass `validate --data` through the runner."""
     runner = CliRunner()
     train, dev = (str(p) for p in data_files)
+    # lr 1e-4: at ALBERT's default 3e-4 one epoch on 160 rows leaves this tiny student's logits tied closer
+    # still, and int8 flips 19 % of its answers (measured: agreement 0.81 < the profile's 0.9, rescue fails)
     common = ["--data", train, "--eval-data", dev, "--layers", "2", "--epochs", "1", "--pred-epochs", "1"]
-    small = ["--embedding-size", "16", "--bottleneck", "16", "--min-pct-of-teacher", "0"]
+    small = ["--embedding-size", "16", "--bottleneck", "16", "--min-pct-of-teacher", "0", "--lr", "1e-4"]
     runs = [("albert", teacher, "--method"), ("mobilebert", distilbert_teacher, "--recipe")]
     for method, source, flag in runs:
         out = tmp_path / method
