@@ -121,3 +121,17 @@ def test_revision_selects_the_hub_snapshot(tmp_path):
 def test_revision_with_a_local_directory_is_an_error(tiny_models):
     result = runner.invoke(app, ["convert", str(tiny_models["bert"]), "--revision", "v1"])
     assert result.exit_code == 2 and "names a hub revision" in result.stderr
+
+
+def test_a_named_recipe_converts_only_the_formats_that_have_it(tiny_models, tmp_path):
+    """`--recipe bf16` on x86-vnni (ONNX, LiteRT, OpenVINO) exports OpenVINO only; a recipe no format of the
+    target has is one line and exit 2 before anything is exported (it failed after the LiteRT work before)."""
+    require_module("openvino", "the openvino extra is not installed")
+    args = ["convert", str(tiny_models["bert"]), "--target", "x86-vnni", "--out", str(tmp_path / "b")]
+    result = runner.invoke(app, [*args, "--recipe", "bf16", "--texts", str(_texts(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["bert-x86-vnni-openvino-bf16"]
+    result = runner.invoke(app, [*args, "--recipe", "fp8"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "recipe 'fp8' is in none of target x86-vnni" in lines[0]
+    assert "Traceback" not in result.output

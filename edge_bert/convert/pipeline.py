@@ -116,7 +116,7 @@ def convert(
     profile = load_profile(target)
     out = Path(out_dir)
     check_writable_dir(out)
-    specs = _formats_to_produce(profile, formats)
+    specs = _formats_to_produce(profile, formats, recipes)
     if task is not None:
         host_task(task)
     builtin = texts is None and eval_data is None
@@ -200,19 +200,31 @@ def golden_sample(data: LabelledData, count: int = GOLDEN_FROM_EVAL) -> list[str
     return [data.texts[i] for i in rows]
 
 
-def _formats_to_produce(profile: TargetProfile, formats: list[str] | None) -> list[FormatSpec]:
+def _formats_to_produce(
+    profile: TargetProfile, formats: list[str] | None, recipes: list[str] | None
+) -> list[FormatSpec]:
     """The profile's formats, or those of them asked for (every format a profile may name is producible:
-    profiles name only formats in ``recipes.FORMATS``)."""
+    profiles name only formats in ``recipes.FORMATS``); with named recipes, only the formats that have one
+    of them - a recipe no chosen format has is refused here, before anything is exported."""
     for fmt in formats or ():
         if fmt not in profile.formats:
             reason = FORMATS[fmt].unavailable.get(profile.arch) if fmt in FORMATS else None
             why = f" ({fmt} is not offered on {profile.arch}: {reason})" if reason else ""
             raise ConversionError(f"target {profile.name} names no {fmt!r} format; it has {list(profile.formats)}{why}")
-    return [profile.formats[f] for f in formats or profile.formats]
+    chosen = [profile.formats[f] for f in formats or profile.formats]
+    for name in recipes or ():
+        if not any(name in _names(spec) for spec in chosen):
+            offered = {spec.name: sorted(_names(spec)) for spec in chosen}
+            raise ConversionError(f"recipe {name!r} is in none of target {profile.name}'s formats: {offered}")
+    return [spec for spec in chosen if not recipes or _names(spec) & set(recipes)]
+
+
+def _names(spec: FormatSpec) -> set[str]:
+    return {recipe.name for recipe in spec.recipes}
 
 
 def _recipes(spec: FormatSpec, names: list[str] | None) -> list[Recipe]:
-    return [spec.recipe(n) for n in names] if names else list(spec.recipes)
+    return [spec.recipe(n) for n in names if n in _names(spec)] if names else list(spec.recipes)
 
 
 def _produce_bundle(
